@@ -1,1 +1,1 @@
-"""cli package."""
+"""Command-line tools: gsenc, gsdec, gsinfo."""
