@@ -32,7 +32,7 @@ Examples:
 @click.option("--width", type=int, help="Images: output width (height follows the aspect ratio).")
 @click.option("--height", type=int, help="Images: output height (width follows the aspect ratio).")
 @click.option("--scale", type=float, help="Images: output size as a factor of the stored size.")
-@click.option("--refine-steps", type=int, help="Scenes: refinement iterations with side information [default: 5000 on CUDA, 200 on CPU].")
+@click.option("--refine-steps", type=int, help="Scenes: refinement iterations with side information [default: 5000 on CUDA; 100 on CPU, each on a 192x192 crop]. 0 = base layer only (fast).")
 @click.option("--restore", type=click.Choice(["none", "residual", "network"]), default="network", show_default=True,
               help="Scenes: how renders are restored from side information.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
