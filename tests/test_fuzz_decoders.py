@@ -14,7 +14,7 @@ def gsi_seeds() -> list[bytes]:
     rng = np.random.default_rng(0)
     img = (rng.random((16, 20, 3)) * 255).astype(np.uint8)
     grey = (rng.random((12, 10, 1)) * 255).astype(np.uint8)
-    return [encode_image(img, ratio=6, steps=10), encode_image(grey, ratio=4, steps=10)]
+    return [encode_image(img, ratio=6, steps=10), encode_image(grey, ratio=1.5, steps=10)]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ and for a scene::
 
     s = gscodec.open("scene.gsz")
     g = s.gaussians()                      # numpy arrays, documented below
-    cam = gscodec.Camera.look_at(...)      # or gscodec.orbit_cameras(g["means"])[0]
+    cam = gscodec.orbit_cameras(g["means"], n=24)[0]   # or gscodec.load_cameras_json(...)
     frame = s.render(cam)                  # uint8 (H, W, 3)
 """
 from __future__ import annotations
@@ -26,20 +26,30 @@ from .container import read_container, read_file, sniff_kind
 from .errors import FormatError
 
 
+def describe_gsi(container) -> dict:
+    """Size, channels and Gaussian count from the start of the IGAU chunk (no payload decoding)."""
+    from .container.byteio import ByteReader
+    from .errors import CorruptError
+
+    r = ByteReader(container.require(b"IGAU"), "IGAU chunk")
+    width, height, mode, n = r.varint(1 << 16), r.varint(1 << 16), r.u8(), r.varint(1 << 28)
+    if mode not in (0, 1):
+        raise CorruptError(f"unknown colour mode {mode}")
+    return {"width": width, "height": height, "channels": 1 if mode == 0 else 3, "gaussians": n}
+
+
 class GsiFile:
     """An opened .gsi image: header now, Gaussians and pixels on demand (no torch needed)."""
 
     kind = "gsi"
 
     def __init__(self, data: bytes, name: str) -> None:
-        from .image import codec
-
         self._data = data
         self.name = name
         self.container = read_container(data, "gsi")
         self.version = self.container.version
         self.metadata = self.container.metadata
-        info = codec.describe(self.container)
+        info = describe_gsi(self.container)
         self.width = int(info["width"])
         self.height = int(info["height"])
         self.channels = int(info["channels"])

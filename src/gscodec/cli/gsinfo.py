@@ -41,11 +41,12 @@ def describe(path: str) -> dict:
 def _payload_summary(c) -> dict | None:
     try:
         if c.kind == "gsi":
-            from ..image import codec as mod
-        else:
-            from ..scene import codec as mod
-        fn = getattr(mod, "describe", None)
-        return fn(c) if fn else None
+            from ..viewer import describe_gsi
+
+            return describe_gsi(c)
+        from ..scene.codec import describe
+
+        return describe(c)
     except Exception:  # the summary is a courtesy; gsinfo must still show the chunk table
         return None
 
