@@ -32,8 +32,11 @@ def load(name: str, max_gaussians: int | None):
     ply = DATA / f"{name}.ply"
     v = plyfile.PlyData.read(str(ply))["vertex"].data
     cols = [v[c] for c in v.dtype.names]
-    finite = np.all([np.isfinite(c) for c in cols], axis=0)
+    # The rows read_ply keeps: no NaN, and Inf only in the opacity logit (saturated there).
+    finite = np.all([~np.isnan(c) if n == "opacity" else np.isfinite(c)
+                     for n, c in zip(v.dtype.names, cols)], axis=0)
     scene = read_ply(ply, nan_policy="drop")
+    assert scene.count == int(finite.sum())
     spz_path = DATA / f"{name}.spz"
     spz = None
     if spz_path.exists():

@@ -172,3 +172,28 @@ def test_decoder_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "50"
+
+
+def test_render_importance_ranks_visible_gaussians_and_round_trips():
+    pytest.importorskip("torch")
+    from gscodec.scene.base.importance import geometric_importance, importance, render_importance
+    from gscodec.scene.codec import encode_scene as encode_base
+
+    s = make_scene(300, 1, seed=3)
+    s.scales[0] = -1.0          # large and opaque: covers many pixels in every view
+    s.opacity[0] = 6.0
+    s.scales[1] = -9.0          # tiny and nearly transparent
+    s.opacity[1] = -6.0
+    w = render_importance(s)
+    assert w.shape == (300,) and np.isfinite(w).all() and (w > 0).all()
+    assert w[0] > 10 * np.median(w) > w[1]
+    # Small scenes take the geometric measure under 'auto'.
+    np.testing.assert_array_equal(importance(s, "auto"), geometric_importance(s.opacity, s.scales))
+    a = encode_base(s, quality="medium", importance="render")
+    b = encode_base(s, quality="medium", importance="geometric")
+    assert a != b   # different precision classes ...
+    for blob in (a, b):  # ... both decode, within the per-class quantiser bounds
+        dec = decode_scene(blob)
+        assert dec.count == s.count
+    with pytest.raises(InputError, match="importance"):
+        encode_base(s, importance="psychic")

@@ -116,6 +116,29 @@ def test_nan_reject_and_drop():
         read_ply_bytes(ply_bytes(s), nan_policy="drop")
 
 
+def test_infinite_opacity_saturates_with_warning():
+    s = make_scene(10, 1)
+    s.opacity[:] = np.linspace(-3, 3, 10)
+    s.opacity[1], s.opacity[4] = np.inf, -np.inf
+    s.scales[7, 0] = -np.inf  # Inf outside the opacity is still bad data
+    data = ply_bytes(s)
+    with pytest.raises(InputError, match="1 of 10"):
+        with pytest.warns(UserWarning):
+            read_ply_bytes(data)
+    with pytest.warns(UserWarning, match="2 Gaussians with an infinite opacity"):
+        r = read_ply_bytes(data, nan_policy="drop")
+    assert r.count == 9 and np.isfinite(r.opacity).all()
+    assert r.opacity[1] == 12.0 and r.opacity[4] == -12.0
+    keep = np.delete(np.arange(10), 7)
+    np.testing.assert_array_equal(np.delete(r.opacity, [1, 4]), np.delete(s.opacity[keep], [1, 4]))
+    # The saturation level follows the largest finite logit when that is larger.
+    s.scales[7, 0] = 0.0
+    s.opacity[0] = 20.5
+    with pytest.warns(UserWarning):
+        r = read_ply_bytes(ply_bytes(s))
+    assert r.count == 10 and r.opacity[1] == np.float32(20.5) and r.opacity[4] == np.float32(-20.5)
+
+
 def test_zero_vertices_not_ply_truncated_absurd():
     s = make_scene(4, 0)
     data = ply_bytes(s)

@@ -44,7 +44,7 @@ behind; an existing output is kept unless --force is given."""
 @click.option("--quality", type=click.Choice(["low", "medium", "high"]), default="medium", show_default=True,
               help="Scenes: base-layer quality level.")
 @click.option("--nan", "nan_policy", type=click.Choice(["reject", "drop"]), default="reject", show_default=True,
-              help="Scenes: what to do with Gaussians holding NaN/Inf values.")
+              help="Scenes: what to do with Gaussians holding NaN values, or Inf outside the opacity (reject: error; drop: remove them). Infinite opacity logits are saturated to a finite logit, with a warning.")
 @click.option("--cameras", type=click.Path(dir_okay=False),
               help="Scenes: cameras.json (reference 3DGS trainer format) for side information [default: orbit views].")
 @click.option("--side-views", type=float, default=0.4, show_default=True,

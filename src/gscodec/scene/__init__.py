@@ -1,6 +1,7 @@
 """3DGS scenes: PLY I/O, the .gsz base layer, side information, restoration, refinement.
 
-`encode_scene` / `decode_scene` code the base layer alone (numpy + constriction, no torch);
+`encode_scene` / `decode_scene` code the base layer alone (decoding uses numpy + constriction only;
+the encoder uses torch, when installed, to measure each Gaussian's importance in renders);
 given enhancement-layer options (cameras, side_views, ... / refine_steps, restore, ...) they
 hand over to gscodec.scene.enhanced, which adds or uses the side information.
 """
@@ -13,7 +14,8 @@ from .ply import read_ply, write_ply
 
 
 def encode_scene(scene: GaussianScene, *, quality: str = "medium", progress: bool = False,
-                 metadata: dict | None = None, extra_chunks=(), **side_options) -> bytes:
+                 metadata: dict | None = None, extra_chunks=(), importance: str = "auto",
+                 **side_options) -> bytes:
     """Encode a scene to .gsz bytes (base layer; plus side information when side options are given)."""
     if side_options:
         from .enhanced import encode_scene_full
@@ -21,7 +23,7 @@ def encode_scene(scene: GaussianScene, *, quality: str = "medium", progress: boo
         return encode_scene_full(scene, quality=quality, progress=progress, metadata=metadata,
                                  **side_options)
     return _codec.encode_scene(scene, quality=quality, progress=progress, metadata=metadata,
-                               extra_chunks=extra_chunks)
+                               extra_chunks=extra_chunks, importance=importance)
 
 
 def decode_scene(data: bytes, progress: bool = False, **enhance_options) -> GaussianScene:

@@ -12,6 +12,7 @@ from ..container import Chunk, Container, read_container, write_container
 from ..container.byteio import ByteReader, ByteWriter
 from ..errors import CorruptError, InputError, LimitError, UnsupportedError
 from .base.attrs import dequantise, ints_to_rotation
+from .base.importance import importance as scene_importance
 from .base.group import Header, decode_group, encode_group
 from .base.morton import morton_encode
 from .base.params import DEFAULT_GROUP, MAX_CLASS, MAX_GAUSSIANS, MAX_GROUP, MAX_POS_BITS
@@ -45,15 +46,24 @@ def _grid(means: np.ndarray, bits: int) -> tuple[np.ndarray, float, int]:
 
 
 def encode_scene(scene: GaussianScene, *, quality: str = "medium", progress: bool = False,
-                 metadata: dict | None = None, extra_chunks=(), group_size: int = DEFAULT_GROUP) -> bytes:
-    """Encode the base layer of a scene to .gsz bytes."""
-    chunks, _ = encode_base_chunks(scene, quality=quality, progress=progress, group_size=group_size)
+                 metadata: dict | None = None, extra_chunks=(), group_size: int = DEFAULT_GROUP,
+                 importance: str = "auto") -> bytes:
+    """Encode the base layer of a scene to .gsz bytes (importance: see encode_base_chunks)."""
+    chunks, _ = encode_base_chunks(scene, quality=quality, progress=progress, group_size=group_size,
+                                   importance=importance)
     return write_container("gsz", chunks + list(extra_chunks), metadata)
 
 
 def encode_base_chunks(scene: GaussianScene, *, quality: str = "medium", progress: bool = False,
-                       group_size: int = DEFAULT_GROUP) -> tuple[list[Chunk], dict[str, np.ndarray]]:
-    """The base-layer chunks and the canonical integers the decoder will reproduce."""
+                       group_size: int = DEFAULT_GROUP, importance: str = "auto"
+                       ) -> tuple[list[Chunk], dict[str, np.ndarray]]:
+    """The base-layer chunks and the canonical integers the decoder will reproduce.
+
+    importance picks the per-Gaussian precision (an encoder choice; the stream carries the
+    resulting classes): 'render' (blending weights in small orbit renders, needs torch),
+    'geometric' (opacity x area), or 'auto' (render for scenes of 4096+ Gaussians when torch
+    is installed).
+    """
     q = quality_preset(quality)
     n = scene.count
     if n == 0:
@@ -65,6 +75,9 @@ def encode_base_chunks(scene: GaussianScene, *, quality: str = "medium", progres
     arrays = (scene.means, scene.sh_dc, scene.sh_rest, scene.opacity, scene.scales, scene.rotations)
     if not all(np.isfinite(a).all() for a in arrays):
         raise InputError("the scene has NaN/Inf values")
+    if importance not in ("auto", "render", "geometric"):
+        raise InputError(f"unknown importance {importance!r} (use auto, render or geometric)")
+    imp = scene_importance(scene, importance)
     origin, step, nb, gq, codes, order = sort_order(scene, q.pos_bits)
     ngroups = -(-n // group_size)
     h = Header(n, scene.sh_degree, q.code, nb, origin, step, q.dc_step, q.rest_step,
@@ -75,7 +88,7 @@ def encode_base_chunks(scene: GaussianScene, *, quality: str = "medium", progres
     for g in range(ngroups):
         sel = order[g * group_size:(g + 1) * group_size]
         payload, ints = encode_group(codes[sel], gq[sel], scene.sh_dc[sel], scene.sh_rest[sel],
-                                     scene.opacity[sel], scene.scales[sel], scene.rotations[sel], h, q)
+                                     scene.opacity[sel], scene.scales[sel], scene.rotations[sel], h, q, imp[sel])
         ints["opacity"] = ints["opacity"][:, 0]
         ints["rot_index"] = ints["rot_index"][:, 0]
         chunks.append(Chunk(GROUP_TYPE, payload))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from .model import GaussianScene
 
 MAX_HEADER_BYTES = 1 << 16
 MAX_GAUSSIANS = 1 << 28
+OPACITY_SATURATION = 12.0        # smallest logit that replaces an infinite one (sigmoid 1 - 6e-6)
 REST_COUNTS = {0: 0, 9: 1, 24: 2, 45: 3}
 BASE_PROPS = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
               "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
@@ -26,7 +28,12 @@ _SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2,
 
 
 def read_ply(path: str | os.PathLike, nan_policy: str = "reject") -> GaussianScene:
-    """Read a standard 3DGS PLY (binary or ASCII); nan_policy 'reject' or 'drop'."""
+    """Read a standard 3DGS PLY (binary or ASCII); nan_policy 'reject' or 'drop'.
+
+    Gaussians with a NaN anywhere, or +-Inf outside the opacity logit, are rejected (an
+    InputError naming the count) or dropped. An infinite opacity logit is saturated to a
+    finite one under either policy, with a warning (see _saturate_opacity).
+    """
     data = read_file(path)
     try:
         return read_ply_bytes(data, nan_policy)
@@ -152,18 +159,39 @@ def _to_scene(v: np.ndarray, nan_policy: str) -> GaussianScene:
     opacity = cols(["opacity"])[:, 0]
     scales = cols(["scale_0", "scale_1", "scale_2"])
     rots = cols(["rot_0", "rot_1", "rot_2", "rot_3"])
+    opacity = _saturate_opacity(opacity)
     scene = GaussianScene(means, dc, sh_rest, opacity, scales, rots)
     bad = ~(np.isfinite(means).all(1) & np.isfinite(dc).all(1) & np.isfinite(sh_rest).all((1, 2))
-            & np.isfinite(opacity) & np.isfinite(scales).all(1) & np.isfinite(rots).all(1))
+            & ~np.isnan(opacity) & np.isfinite(scales).all(1) & np.isfinite(rots).all(1))
     nbad = int(bad.sum())
     if nbad:
         if nan_policy == "reject":
-            raise InputError(f"PLY has {nbad} of {n} Gaussians with NaN/Inf values "
-                             "(use the 'drop' NaN policy to remove them)")
+            raise InputError(f"PLY has {nbad} of {n} Gaussians with NaN values, or Inf outside the "
+                             "opacity (use the 'drop' NaN policy to remove them)")
         if nbad == n:
-            raise InputError(f"all {n} Gaussians have NaN/Inf values")
+            raise InputError(f"all {n} Gaussians have NaN values or Inf outside the opacity")
         scene = scene.subset(~bad)
     return scene
+
+
+def _saturate_opacity(opacity: np.ndarray) -> np.ndarray:
+    """Replace +-Inf opacity logits by +-L, L = max(largest finite |logit|, OPACITY_SATURATION).
+
+    An infinite logit is a fully opaque (or fully transparent) Gaussian, as some format
+    converters write; it is meaningful data, so it is kept at a finite logit whose sigmoid
+    is 1 (or 0) to within 6e-6, with a warning. NaN logits are left for the NaN policy.
+    """
+    inf = np.isinf(opacity)
+    ninf = int(inf.sum())
+    if not ninf:
+        return opacity
+    finite = opacity[np.isfinite(opacity)]
+    lim = max(float(np.abs(finite).max()) if finite.size else 0.0, OPACITY_SATURATION)
+    warnings.warn(f"PLY has {ninf} Gaussians with an infinite opacity logit; saturated to "
+                  f"+-{lim:.6g}", stacklevel=4)
+    out = opacity.copy()
+    out[inf] = np.copysign(np.float32(lim), opacity[inf])
+    return out
 
 
 def ply_bytes(scene: GaussianScene) -> bytes:

@@ -10,6 +10,7 @@ from ...entropy import Decoder, Encoder
 from ...errors import CorruptError, LimitError
 from .attrs import quantise_classes, rotation_to_ints
 from .ctxcode import ChannelSetDecoder, ChannelSetEncoder
+from .importance import geometric_importance
 from .morton import morton_decode
 from .params import MAX_CLASS, MAX_CODEBOOK, MAX_GROUP, QMAX, Quality
 from .positions import PositionCoder, PositionReader
@@ -39,15 +40,6 @@ class Header:
         return [np.minimum(cls, c) for c in self.caps]
 
 
-def _importance(opacity: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """Opacity times projected area (two largest scales), normalised by its median."""
-    s = np.sort(scales.astype(np.float64), axis=1)
-    a = np.clip(s[:, 1] + s[:, 2], -60, 60)
-    imp = np.exp(a) / (1.0 + np.exp(-np.clip(opacity.astype(np.float64), -60, 60)))
-    med = float(np.median(imp))
-    return imp / med if med > 0 else np.ones_like(imp)
-
-
 def to_gdiff(v: np.ndarray) -> np.ndarray:
     """RGB triples (..., 3k) -> (G, R - G, B - G) triples: colour channels are strongly correlated."""
     t = v.reshape(v.shape[0], -1, 3)
@@ -62,18 +54,22 @@ def from_gdiff(v: np.ndarray) -> np.ndarray:
     return np.stack([t[:, :, 1] + g, g, t[:, :, 2] + g], axis=2).reshape(v.shape)
 
 
-def precision_classes(opacity: np.ndarray, scales: np.ndarray, bias: float) -> np.ndarray:
+def precision_classes(imp: np.ndarray, bias: float) -> np.ndarray:
     """Per-Gaussian precision class 0..MAX_CLASS: step multiplier 2**class, coarser for low importance."""
-    imp = _importance(opacity, scales)
     c = np.floor(0.5 * np.log2(1.0 / np.maximum(imp, 1e-30)) + bias)
     return np.clip(c, 0, MAX_CLASS).astype(np.int64)
 
 
 def encode_group(codes: np.ndarray, means_q: np.ndarray, dc, rest, opacity, scales, rots,
-                 h: Header, q: Quality) -> tuple[bytes, dict[str, np.ndarray]]:
-    """Payload of one group and its canonical integers (Gaussians already in Morton order)."""
+                 h: Header, q: Quality, imp: np.ndarray | None = None) -> tuple[bytes, dict[str, np.ndarray]]:
+    """Payload of one group and its canonical integers (Gaussians already in Morton order).
+
+    imp: per-Gaussian importance (median about 1); geometric importance when None.
+    """
     n = codes.shape[0]
-    cls = precision_classes(opacity, scales, q.class_bias)
+    if imp is None:
+        imp = geometric_importance(opacity, scales)
+    cls = precision_classes(imp, q.class_bias)
     sh_op, sh_sc, sh_rot, sh_dc, sh_rest = h.shifts(cls)
     ints: dict[str, np.ndarray] = {"position": means_q, "class": cls}
     ints["opacity"] = quantise_classes(opacity, h.opacity_step, sh_op)[:, None]
@@ -96,7 +92,7 @@ def encode_group(codes: np.ndarray, means_q: np.ndarray, dc, rest, opacity, scal
         d = rest.shape[1] * 3
         flat = rest.reshape(n, d).astype(np.float64)
         qd = quantise_classes(flat, h.rest_step, sh_rest)
-        cb, path, idx = choose_paths(flat, qd, h.rest_step, _importance(opacity, scales),
+        cb, path, idx = choose_paths(flat, qd, h.rest_step, imp,
                                      q.vq_lambda, min(q.codebook, MAX_CODEBOOK), sh_rest)
         cb = np.clip(cb, -QMAX, QMAX)
         k = cb.shape[0]

@@ -43,7 +43,7 @@ class Quality:
 QUALITIES = {
     # code, position bits, dc, rest, opacity, scale steps, rotation levels, VQ lambda, codebook, class bias
     "low": Quality(0, 12, 0.01, 0.02, 0.04, 0.03, 192, 1e-3, 1024, 5.5),
-    "medium": Quality(1, 13, 0.01, 0.02, 0.04, 0.03, 192, 5e-4, 1024, 4.5),
+    "medium": Quality(1, 13, 0.01, 0.02, 0.04, 0.03, 192, 5e-4, 1024, 4.6),
     "high": Quality(2, 16, 0.01, 0.02, 0.04, 0.03, 192, 1e-4, 1024, 2.0),
 }
 
