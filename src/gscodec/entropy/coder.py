@@ -28,6 +28,8 @@ class Encoder:
             return
         if s.min() < 0 or s.max() >= model.n:
             raise ValueError(f"symbol outside alphabet 0..{model.n - 1}")
+        if model.n == 1:
+            return  # a one-symbol alphabet carries no information (and constriction rejects it)
         self._enc.encode(s, self._model(model))
 
     def encode_with_contexts(self, symbols: np.ndarray, contexts: np.ndarray, models: list[Model]) -> None:
@@ -65,8 +67,8 @@ class Decoder:
 
     def decode(self, model: Model, count: int) -> np.ndarray:
         """Decode `count` symbols coded with `model`."""
-        if count == 0:
-            return np.zeros(0, dtype=np.int64)
+        if count == 0 or model.n == 1:
+            return np.zeros(int(count), dtype=np.int64)
         cm = self._cache.get(id(model))
         if cm is None:
             cm = _to_constriction(model)
