@@ -21,6 +21,7 @@ from .model import SH_COEFFS, GaussianScene
 
 HEADER_TYPE = b"SHDR"
 GROUP_TYPE = b"SGRP"
+KNOWN_CRITICAL = {HEADER_TYPE, GROUP_TYPE}
 KNOWN = {HEADER_TYPE, GROUP_TYPE}
 
 
@@ -172,7 +173,7 @@ def _merge(parts: list[dict], h: Header) -> dict[str, np.ndarray]:
 
 def decode_base_integers(data: bytes | Container) -> dict[str, np.ndarray]:
     """The canonical decoded integers of the base layer (conformance form), plus header fields."""
-    c = data if isinstance(data, Container) else read_container(data, "gsz")
+    c = data if isinstance(data, Container) else read_container(data, "gsz", known=KNOWN_CRITICAL)
     h, ints = _decode_ints(c, progress=False)
     ints["header"] = np.array([h.count, h.sh_degree, h.quality, h.pos_bits, h.rot_levels], np.int64)
     return ints
@@ -223,7 +224,7 @@ def _dequantise(h: Header, ints: dict[str, np.ndarray]) -> GaussianScene:
 
 def decode_scene(data: bytes, progress: bool = False) -> GaussianScene:
     """Decode the base layer of .gsz bytes to a GaussianScene."""
-    return decode_base(read_container(data, "gsz"), progress=progress)
+    return decode_base(read_container(data, "gsz", known=KNOWN_CRITICAL), progress=progress)
 
 
 def describe(c: Container) -> dict:

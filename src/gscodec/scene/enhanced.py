@@ -10,13 +10,14 @@ import numpy as np
 from ..container import END_TYPE, META_TYPE, Chunk, read_container, write_container
 from ..errors import InputError
 from ..render.cameras import Camera
+from .codec import KNOWN_CRITICAL
 from .model import GaussianScene
 from .sideinfo import decode_side_info, encode_side_info, has_side_info
 
 
 def _append_chunks(base_bytes: bytes, extra: list[Chunk]) -> bytes:
     """Re-frame a base-layer file with `extra` chunks before its end chunk (no re-encoding)."""
-    c = read_container(base_bytes, "gsz")
+    c = read_container(base_bytes, "gsz", known=KNOWN_CRITICAL)
     chunks = [Chunk(ci.type, ci.data) for ci in c.chunks if ci.type not in (META_TYPE, END_TYPE)]
     meta = c.metadata if c.get(META_TYPE) is not None else None
     return write_container("gsz", chunks + list(extra), metadata=meta, minor=c.version[1])
@@ -34,7 +35,7 @@ def encode_scene_full(scene: GaussianScene, *, quality: str = "medium", progress
     if not side_info:
         return base_bytes
     # The encoder decodes its own base layer so I~ is exactly what the decoder will render.
-    base = decode_base(read_container(base_bytes, "gsz"))
+    base = decode_base(read_container(base_bytes, "gsz", known=KNOWN_CRITICAL))
     extra = encode_side_info(scene, base, cameras=cameras, side_views=side_views,
                              residual_quality=residual_quality, device=device, seed=seed,
                              progress=progress)
@@ -82,7 +83,7 @@ def decode_scene_full(data: bytes, *, refine_steps: int | None = None, restore: 
         raise InputError(f"unknown restore mode {restore!r} (choose from {', '.join(MODES)})")
     if refine_steps is not None and refine_steps < 0:
         raise InputError(f"refine steps must be >= 0, got {refine_steps}")
-    container = read_container(data, "gsz")
+    container = read_container(data, "gsz", known=KNOWN_CRITICAL)
     base = decode_base(container)
     if refine_steps == 0 or restore == "none" or not has_side_info(container):
         return base
