@@ -21,10 +21,11 @@ PHASES = (0.65, 0.27, 0.08)  # float fit | float fit after the first pruning | q
 MARGIN = 0.97                # aim the first pruning at 97% of the payload budget
 COARSE_FRACTION = 0.85       # share of the first phase run on a coarse pyramid level
 EXTREME_PPG = 600
-OVERSHOOT = 1.08             # initial count above the prior estimate            # pixels per Gaussian from which the coarse bit depths are used
+OVERSHOOT = 1.15             # initial count above the prior estimate            # pixels per Gaussian from which the coarse bit depths are used
 QAT_LR_SCALE = 0.01          # straight-through fine-tuning only nudges (larger rates oscillate)
 COLOR_ITERS = 15             # CGLS iterations of the final least-squares colour solve
 REFIT_ITERS = 4              # CGLS iterations after each budget pruning
+INIT_COLOR_ITERS = 4         # CGLS iterations on the initial colours (a far better start than the median)
 
 
 def plan_spec(pixels_per_gaussian: float, channels: int) -> QuantSpec:
@@ -95,14 +96,19 @@ def encode_array(image: np.ndarray, budget: int, *, steps: int | None, device: s
     fitter = GaussianFitter(image, init, device=dev, config=FitConfig(), render_fn=render_fn, seed=seed)
     s1, s2, s3 = _split_steps(steps)
     color_iters = min(COLOR_ITERS, steps // 5)
-    bar = _progress(progress, steps + color_iters)
+    init_iters = min(INIT_COLOR_ITERS, steps // 10)
+    bar = _progress(progress, steps + color_iters + init_iters)
     try:
-        fitter.run(s1, progress=bar, coarse=COARSE_FRACTION, factor=_coarse_factor(h, w, n))
+        fitter.solve_colors(init_iters, progress=bar, freeze=False)
+        factor = _coarse_factor(h, w, n)
+        fitter.run(s1, progress=bar, coarse=COARSE_FRACTION, factor=factor)
         data, _ = pack(fitter.export(), spec, (h, w), c, metadata)
         if len(data) > floor_bytes + payload_budget * MARGIN:
             per = (len(data) - floor_bytes) / fitter.count
             _prune(fitter, int(payload_budget * MARGIN / per))
-        fitter.run(s2, lr_scale=0.5, progress=bar)
+        # Large Gaussians (extreme ratios) keep half of this phase one level coarser: same result,
+        # a fraction of the pixel work.
+        fitter.run(s2, lr_scale=0.5, progress=bar, coarse=0.5 if factor >= 4 else 0.0, factor=factor // 2)
         fitter.run(s3, spec=spec, lr_scale=QAT_LR_SCALE, progress=bar)
         fitter.freeze_geometry(spec)
         fitter.solve_colors(color_iters, progress=bar)

@@ -203,11 +203,12 @@ class GaussianFitter:
         self.opt = torch.optim.Adam([{"params": [self.colors], "lr": self.cfg.lr_colors}], eps=1e-8)
         self._base_lrs = [self.cfg.lr_colors]
 
-    def solve_colors(self, iters: int, progress=None) -> None:
+    def solve_colors(self, iters: int, progress=None, freeze: bool = True) -> None:
         """Least-squares colours for the current (fixed) geometry, by CGLS from the current colours.
 
         Colours enter the render linearly, so this is the MSE-optimal colour set: after the
         geometry is quantised it recovers most of the quantisation loss in a few iterations.
+        With freeze=False the geometry stays trainable (used on the initialisation).
         """
         torch = self.torch
         m, s, a = self.means.detach(), torch.exp2(self.log_scales.detach()), self.angles.detach()
@@ -244,8 +245,11 @@ class GaussianFitter:
             if progress is not None:
                 progress.update(1)
         self.colors = (x @ self._fwd.T).clone().requires_grad_(True)
-        self.opt = torch.optim.Adam([{"params": [self.colors], "lr": self.cfg.lr_colors}], eps=1e-8)
-        self._base_lrs = [self.cfg.lr_colors]
+        if freeze:
+            self.opt = torch.optim.Adam([{"params": [self.colors], "lr": self.cfg.lr_colors}], eps=1e-8)
+            self._base_lrs = [self.cfg.lr_colors]
+        else:
+            self._new_optimizer()
 
     def importance(self) -> np.ndarray:
         """Energy of each Gaussian (|colour|^2 times area): the pruning order."""
