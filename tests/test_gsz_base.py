@@ -197,3 +197,24 @@ def test_render_importance_ranks_visible_gaussians_and_round_trips():
         assert dec.count == s.count
     with pytest.raises(InputError, match="importance"):
         encode_base(s, importance="psychic")
+
+
+def test_decoded_cells_bound_the_quantisation_error():
+    from gscodec.scene.codec import decode_base_cells
+
+    scene = make_scene(1200, 2, seed=11)
+    chunks, ints = encode_base_chunks(scene, quality="medium")
+    dec, cells = decode_base_cells(read_container(write_container("gsz", chunks), "gsz"))
+    assert np.array_equal(dec.sh_dc, decode_scene(write_container("gsz", chunks)).sh_dc)
+    o = scene.subset(sort_order(scene, QUALITIES["medium"].pos_bits)[-1])
+    for attr in ("means", "opacity", "scales", "sh_dc"):
+        c = cells[attr]
+        assert c.dtype == np.float32 and (c > 0).all()
+        err = np.abs(getattr(dec, attr) - getattr(o, attr))
+        assert (err <= 0.5 * c * 1.001 + 1e-6).all(), attr
+    direct = ints["sh_path"] == 0
+    err = np.abs(dec.sh_rest - o.sh_rest)[direct]
+    assert (err <= 0.5 * cells["sh_rest"][direct] * 1.001 + 1e-6).all()
+    # Coarser precision classes have larger cells.
+    cls = ints["class"]
+    assert cells["sh_dc"][cls == cls.max()].min() > cells["sh_dc"][cls == cls.min()].max()

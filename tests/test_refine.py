@@ -154,3 +154,32 @@ def test_full_corrupt_side_info(full_file):
     broken = write_container("gsz", dropped)
     with pytest.raises(GscodecError):
         decode_scene_full(broken, refine_steps=5, restore="residual", device="cpu")
+
+
+def test_crops_centre_on_content():
+    target = np.zeros((64, 80, 3), np.float32)
+    target[50:60, 5:12] = 0.7                      # content only near the bottom-left corner
+    content = rf.content_pixels(target)
+    assert content.size == 70
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        x0, y0 = rf.crop_origin(content, 80, 64, 24, 24, rng)
+        assert 0 <= x0 <= 80 - 24 and 0 <= y0 <= 64 - 24
+        assert target[y0:y0 + 24, x0:x0 + 24].any()
+    # A view with nothing but background falls back to every pixel.
+    assert rf.content_pixels(np.zeros((4, 5, 3), np.float32)).size == 20
+
+
+def test_cell_refinement_stays_within_cells(setup):
+    _, base, cams, targets = setup
+    n = base.count
+    rng = np.random.default_rng(3)
+    cells = {"means": np.full((n, 1), 0.02, np.float32), "sh_dc": rng.uniform(0.05, 0.2, (n, 1)).astype(np.float32),
+             "sh_rest": np.full((n, 1, 1), 0.05, np.float32), "opacity": np.full(n, 0.2, np.float32),
+             "scales": np.full((n, 1), 0.1, np.float32), "rotations": np.full((n, 1), 0.05, np.float32)}
+    out = rf.refine_scene(base, cams, targets, 40, device="cpu", patch=None, cells=cells)
+    rf.refine_scene(base, cams, targets, 2, device="cpu", patch=16, cells=cells)  # crops too
+    for k, c in cells.items():
+        moved = np.abs(getattr(out, k) - getattr(base, k))
+        assert (moved <= rf.CELL_BOUND * c * (1 + 1e-5) + 1e-6).all(), k
+    assert mean_loss(out, cams, targets) < mean_loss(base, cams, targets)

@@ -210,6 +210,26 @@ def decode_base(container: Container, progress: bool = False) -> GaussianScene:
     return _dequantise(h, ints)
 
 
+def decode_base_cells(container: Container, progress: bool = False
+                      ) -> tuple[GaussianScene, dict[str, np.ndarray]]:
+    """The base-layer scene and each Gaussian's quantiser step per attribute (float32, broadcastable).
+
+    The original attribute lies within about half a step of the decoded one (further on the
+    SH codebook path), which is what decoder-side refinement needs to know how far to move.
+    """
+    h, ints = _decode_ints(container, progress)
+    cls = ints["class"]
+    op, sc, rot, dc, rest = (np.float32(2.0) ** s.astype(np.float32) for s in h.shifts(cls))
+    n = h.count
+    cells = {"means": np.full((n, 1), h.pos_step, np.float32),
+             "opacity": op * np.float32(h.opacity_step),
+             "scales": (sc * np.float32(h.scale_step))[:, None],
+             "rotations": (rot / np.float32(h.rot_levels))[:, None],
+             "sh_dc": (dc * np.float32(h.dc_step))[:, None],
+             "sh_rest": (rest * np.float32(h.rest_step))[:, None, None]}
+    return _dequantise(h, ints), cells
+
+
 def _dequantise(h: Header, ints: dict[str, np.ndarray]) -> GaussianScene:
     n = h.count
     means = (h.origin[None, :] + ints["position"].astype(np.float64) * h.pos_step).astype(np.float32)

@@ -76,7 +76,7 @@ def decode_scene_full(data: bytes, *, refine_steps: int | None = None, restore: 
     Returns the base layer alone when the file has no side information, when
     refine_steps == 0, or when restore == "none" (nothing to refine towards).
     """
-    from .codec import decode_base
+    from .codec import decode_base_cells
     from .restore import MODES
 
     if restore not in MODES:
@@ -84,7 +84,7 @@ def decode_scene_full(data: bytes, *, refine_steps: int | None = None, restore: 
     if refine_steps is not None and refine_steps < 0:
         raise InputError(f"refine steps must be >= 0, got {refine_steps}")
     container = read_container(data, "gsz", known=KNOWN_CRITICAL)
-    base = decode_base(container)
+    base, cells = decode_base_cells(container)
     if refine_steps == 0 or restore == "none" or not has_side_info(container):
         return base
     side = decode_side_info(container)
@@ -94,4 +94,4 @@ def decode_scene_full(data: bytes, *, refine_steps: int | None = None, restore: 
     dev = resolve_device(device)
     targets = restored_targets(base, side, restore, dev, weights, progress)
     return refine_scene(base, side.cameras, targets, refine_steps, device=dev, scale=refine_scale,
-                        background=side.background, seed=seed, progress=progress)
+                        background=side.background, seed=seed, progress=progress, cells=cells)

@@ -1,9 +1,12 @@
 """Decoder-side refinement: re-optimise every Gaussian attribute (count fixed) against
-restored images with (1 - lambda) L1 + lambda D-SSIM, lambda = 0.2, Adam with 3DGS-like
-per-attribute learning rates and one random view per step (paper Sec. 4.4).
+restored images with (1 - lambda) L1 + lambda D-SSIM, lambda = 0.2, Adam and one random
+view per step (paper Sec. 4.4). When the base layer's quantiser cells are known (the .gsz
+decoder passes them), each attribute moves in units of its own cell and stays within
+CELL_BOUND cells of the decoded value; otherwise 3DGS-like absolute learning rates apply.
 
 Defaults: 5000 steps on whole views on CUDA (the paper's setting); on CPU `CPU_STEPS` steps
-on random `CPU_PATCH` x `CPU_PATCH` crops of the views at full resolution, so a scene of
+on `CPU_PATCH` x `CPU_PATCH` crops centred on random content pixels of the views at full
+resolution (uniform crops of an object scene land mostly on empty background), so a scene of
 ~100k Gaussians refines in minutes on 2 cores. Crops, not downscaled views: the renderer's
 0.3-pixel dilation is in pixels, so fitting at a lower resolution teaches small Gaussians the
 wrong size and opacity (measured on playbot: 2.5 to 6 dB lost at full-resolution held-out views).
@@ -22,6 +25,13 @@ GPU_STEPS = 5000
 CPU_STEPS = 100
 CPU_PATCH = 192
 LAMBDA_DSSIM = 0.2
+# With the base layer's quantiser cells known, every attribute moves in units of its own
+# cell: at most CELL_TRAVEL cells over the whole run at Adam's full rate (rate = CELL_TRAVEL /
+# steps), never more than CELL_BOUND cells from the decoded value. The original lies within
+# half a cell of the decoded value, so larger moves only fit the noise of a few restored views
+# (measured on biker, 100 CPU steps: rate 0.05 cell/step -2.1 dB, 0.005 +2.2 dB).
+CELL_TRAVEL = 0.5
+CELL_BOUND = 1.0
 # Adam learning rates per attribute, in the PLY parameterisation (3DGS's values; the
 # position rate is relative to the scene extent and decays x0.1 over the run; the 3DGS
 # trainer's 1.6e-4 initial rate is for training from scratch, refinement starts 10x lower).
@@ -45,6 +55,26 @@ def crop_camera(cam: Camera, x0: int, y0: int, w: int, h: int) -> Camera:
     k[0, 2] -= x0
     k[1, 2] -= y0
     return Camera(cam.viewmat, k, int(w), int(h), cam.name)
+
+
+def content_pixels(target: np.ndarray, background=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """Flat indices of the pixels that differ from the background (all pixels when none do)."""
+    t = np.asarray(target, dtype=np.float32)
+    diff = np.abs(t - np.asarray(background, np.float32)).max(axis=-1)
+    idx = np.flatnonzero(diff > 1.0 / 255.0)
+    return idx if idx.size else np.arange(diff.size)
+
+
+def crop_origin(content: np.ndarray, width: int, height: int, pw: int, ph: int,
+                rng: np.random.Generator) -> tuple[int, int]:
+    """Top-left corner of a pw x ph crop centred on a random content pixel, kept inside the view."""
+    # Uniform crops of an object scene land mostly on empty background, where the loss is
+    # already zero; centring on content spends every step where the Gaussians are.
+    j = int(content[rng.integers(content.size)])
+    cy, cx = divmod(j, width)
+    x0 = int(np.clip(cx - pw // 2, 0, width - pw))
+    y0 = int(np.clip(cy - ph // 2, 0, height - ph))
+    return x0, y0
 
 
 def _gauss_window(size: int, sigma: float, device, dtype):
@@ -103,9 +133,15 @@ def refine_scene(base: GaussianScene, cameras: Sequence[Camera], targets: Sequen
                  steps: int | None = None, *, device: str = "auto", scale: float = 1.0,
                  patch: int | None | str = "auto",
                  background=(0.0, 0.0, 0.0), seed: int = 0, progress: bool = False,
-                 lr: dict | None = None,
+                 lr: dict | None = None, cells: dict | None = None,
                  callback: Callable[[int, float], None] | None = None) -> GaussianScene:
-    """Refined copy of `base` fitted to `targets` (restored images at `cameras`)."""
+    """Refined copy of `base` fitted to `targets` (restored images at `cameras`).
+
+    cells: per-Gaussian quantiser steps of the base layer (codec.decode_base_cells). With them,
+    each attribute moves in units of its own step and at most CELL_BOUND steps from the
+    decoded value: the original lies within the quantiser cell, so a few restored views
+    cannot pull a Gaussian far from it. Without them, 3DGS-like absolute rates (LR) apply.
+    """
     if len(cameras) != len(targets) or not cameras:
         raise InputError("refinement needs one target image per camera (at least one)")
     from .sideinfo import resolve_device
@@ -128,10 +164,21 @@ def refine_scene(base: GaussianScene, cameras: Sequence[Camera], targets: Sequen
     extent = scene_extent(cameras)
     t = lambda a: torch.tensor(np.ascontiguousarray(a), dtype=torch.float32, device=dev,
                                requires_grad=True)
-    p = {"means": t(base.means), "sh_dc": t(base.sh_dc), "sh_rest": t(base.sh_rest),
-         "opacity": t(base.opacity), "scales": t(base.scales), "rotations": t(base.rotations)}
-    groups = [{"params": [v], "lr": rates[k] * (extent if k == "means" else 1.0), "name": k}
-              for k, v in p.items() if v.numel()]
+    start = {"means": base.means, "sh_dc": base.sh_dc, "sh_rest": base.sh_rest,
+             "opacity": base.opacity, "scales": base.scales, "rotations": base.rotations}
+    if cells is None:
+        p = {k: t(v) for k, v in start.items()}
+        groups = [{"params": [v], "lr": rates[k] * (extent if k == "means" else 1.0), "name": k}
+                  for k, v in p.items() if v.numel()]
+        attrs = lambda: p  # noqa: E731
+    else:
+        step_t = {k: torch.as_tensor(np.ascontiguousarray(cells[k], dtype=np.float32), device=dev)
+             for k in start}
+        start_t = {k: torch.as_tensor(np.ascontiguousarray(v, dtype=np.float32), device=dev)
+              for k, v in start.items()}
+        p = {k: torch.zeros_like(v, requires_grad=True) for k, v in start_t.items()}
+        groups = [{"params": [v], "lr": CELL_TRAVEL / n_steps, "name": k} for k, v in p.items() if v.numel()]
+        attrs = lambda: {k: start_t[k] + step_t[k] * p[k] for k in p}  # noqa: E731
     opt = torch.optim.Adam(groups, eps=1e-15)
     decay = (rates["means_final"] / rates["means"]) ** (1.0 / max(1, n_steps))
     bg = torch.tensor(background, dtype=torch.float32, device=dev)
@@ -141,30 +188,36 @@ def refine_scene(base: GaussianScene, cameras: Sequence[Camera], targets: Sequen
     if progress:
         from tqdm import tqdm
         it = bar = tqdm(it, desc="refine", unit="step", leave=False)
+    content = [content_pixels(t.cpu().numpy(), background) for t in tgts] if side is not None else None
     for step in it:
         i = int(rng.integers(len(cams)))
         cam, tgt = cams[i], tgts[i]
         if side is not None and (cam.width > side or cam.height > side):
             pw, ph = min(side, cam.width), min(side, cam.height)
-            x0 = int(rng.integers(cam.width - pw + 1))
-            y0 = int(rng.integers(cam.height - ph + 1))
+            x0, y0 = crop_origin(content[i], cam.width, cam.height, pw, ph, rng)
             cam, tgt = crop_camera(cam, x0, y0, pw, ph), tgt[y0:y0 + ph, x0:x0 + pw]
-        sh = torch.cat([p["sh_dc"][:, None, :], p["sh_rest"]], dim=1)
-        quats = p["rotations"] / p["rotations"].norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        img = render_scene(p["means"], quats, torch.exp(p["scales"]), torch.sigmoid(p["opacity"]),
+        a = attrs()
+        sh = torch.cat([a["sh_dc"][:, None, :], a["sh_rest"]], dim=1)
+        quats = a["rotations"] / a["rotations"].norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        img = render_scene(a["means"], quats, torch.exp(a["scales"]), torch.sigmoid(a["opacity"]),
                            sh, cam, background=bg)
         loss = refine_loss(img, tgt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if cells is not None:
+            with torch.no_grad():
+                for v in p.values():
+                    v.clamp_(-CELL_BOUND, CELL_BOUND)
         for g in opt.param_groups:
-            if g["name"] == "means":
+            if g["name"] == "means" and cells is None:
                 g["lr"] *= decay
         value = float(loss.detach())
         if bar is not None:
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         if callback is not None:
             callback(step, value)
-    out = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in p.items()}
+    with torch.no_grad():
+        out = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in attrs().items()}
     return GaussianScene(out["means"], out["sh_dc"], out["sh_rest"], out["opacity"],
                          out["scales"], out["rotations"])
