@@ -172,10 +172,9 @@ def refine_scene(base: GaussianScene, cameras: Sequence[Camera], targets: Sequen
                   for k, v in p.items() if v.numel()]
         attrs = lambda: p  # noqa: E731
     else:
-        step_t = {k: torch.as_tensor(np.ascontiguousarray(cells[k], dtype=np.float32), device=dev)
-             for k in start}
-        start_t = {k: torch.as_tensor(np.ascontiguousarray(v, dtype=np.float32), device=dev)
-              for k, v in start.items()}
+        as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device=dev)  # noqa: E731
+        step_t = {k: as_t(cells[k]) for k in start}
+        start_t = {k: as_t(v) for k, v in start.items()}
         p = {k: torch.zeros_like(v, requires_grad=True) for k, v in start_t.items()}
         groups = [{"params": [v], "lr": CELL_TRAVEL / n_steps, "name": k} for k, v in p.items() if v.numel()]
         attrs = lambda: {k: start_t[k] + step_t[k] * p[k] for k in p}  # noqa: E731
@@ -188,7 +187,7 @@ def refine_scene(base: GaussianScene, cameras: Sequence[Camera], targets: Sequen
     if progress:
         from tqdm import tqdm
         it = bar = tqdm(it, desc="refine", unit="step", leave=False)
-    content = [content_pixels(t.cpu().numpy(), background) for t in tgts] if side is not None else None
+    content = [content_pixels(x.cpu().numpy(), background) for x in tgts] if side is not None else None
     for step in it:
         i = int(rng.integers(len(cams)))
         cam, tgt = cams[i], tgts[i]
