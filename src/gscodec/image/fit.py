@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .lsq import cgls
 from .quantize import LOG2_SCALE_MAX, LOG2_SCALE_MIN, QuantSpec, color_matrices
 
 # Default iteration counts: on 2 CPU cores a 768x512 image at CR 100 takes about 1.5 CPU-minutes.
@@ -227,23 +228,8 @@ class GaussianFitter:
             return g
 
         x = (self.colors.detach() @ self._inv.T).clone()
-        r = self.target - fwd(x)
-        g = adj(r)
-        p = g.clone()
-        gamma = (g * g).sum(0)
-        for _ in range(iters):
-            q = fwd(p)
-            qq = (q * q).sum((0, 1))
-            alpha = torch.where(qq > 0, gamma / qq.clamp_min(1e-30), torch.zeros_like(qq))
-            x = x + alpha * p
-            r = r - alpha * q
-            g = adj(r)
-            g_new = (g * g).sum(0)
-            beta = torch.where(gamma > 0, g_new / gamma.clamp_min(1e-30), torch.zeros_like(gamma))
-            p = g + beta * p
-            gamma = g_new
-            if progress is not None:
-                progress.update(1)
+        x = cgls(fwd, adj, x, self.target, iters,
+                 None if progress is None else (lambda: progress.update(1)))
         self.colors = (x @ self._fwd.T).clone().requires_grad_(True)
         if freeze:
             self.opt = torch.optim.Adam([{"params": [self.colors], "lr": self.cfg.lr_colors}], eps=1e-8)

@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from .lsq import cgls
+
 TILE = 1024             # tile size of the adaptive tiling
 GRAD_WEIGHT = 0.9       # weight of the normalised gradient vs colour variance
 VAR_FRACTION = 0.7      # share of variational samples; the rest is uniform
@@ -276,21 +278,7 @@ def _fit_colors(image: np.ndarray, means, scales, angles, colors, steps: int) ->
     x = t(colors) / ratio.clamp_min(1e-3)[:, None]
     if steps > 0:
         # CGLS on min ||A x - b||^2 (A: colours -> image is linear for fixed geometry)
-        r = target - fwd(x)
-        sv = adj(r)
-        p = sv.clone()
-        gamma = (sv * sv).sum(0)
-        for _ in range(steps):
-            q = fwd(p)
-            qq = (q * q).sum((0, 1))
-            alpha = torch.where(qq > 0, gamma / qq.clamp_min(1e-30), torch.zeros_like(qq))
-            x = x + alpha * p
-            r = r - alpha * q
-            sv = adj(r)
-            g_new = (sv * sv).sum(0)
-            beta = torch.where(gamma > 0, g_new / gamma.clamp_min(1e-30), torch.zeros_like(gamma))
-            p = sv + beta * p
-            gamma = g_new
+        x = cgls(fwd, adj, x, target, steps)
     return x.numpy().astype(np.float64)
 
 

@@ -10,27 +10,9 @@ import math
 
 import torch
 
-CUTOFF = 9.0          # Mahalanobis distance squared at which a Gaussian stops (3 sigma)
-AA_VARIANCE = 0.25    # anti-aliasing variance (output px^2) reached when downscaling far
-MIN_VARIANCE = 1e-12  # floor on covariance terms so degenerate Gaussians stay finite
-ROW_CHUNK = 1 << 20   # rows per batch: bounds the row arrays
-PIXEL_CHUNK = 1 << 22  # Gaussian-pixel pairs per batch: bounds memory
-
-
-def _sizes(src_size, out_size) -> tuple[int, int, int, int]:
-    h, w = int(src_size[0]), int(src_size[1])
-    if out_size is None:
-        oh, ow = h, w
-    else:
-        oh, ow = int(out_size[0]), int(out_size[1])
-    if min(h, w, oh, ow) <= 0:
-        raise ValueError(f"sizes must be positive, got src {src_size} out {out_size}")
-    return h, w, oh, ow
-
-
-def aa_variance(factor: float) -> float:
-    """Isotropic variance (output px^2) added along an axis rescaled by `factor`."""
-    return AA_VARIANCE * max(0.0, 1.0 - factor * factor)
+# Constants and size rules are shared with the numpy twin, so both render the same picture.
+from .image2d_np import (AA_VARIANCE, CUTOFF, MIN_VARIANCE, PIXEL_CHUNK, ROW_CHUNK,  # noqa: F401
+                         _sizes, aa_variance)
 
 
 def _geometry(means, scales, angles, fx: float, fy: float):
