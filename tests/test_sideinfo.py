@@ -13,25 +13,7 @@ from gscodec.errors import (CorruptError, GscodecError, InputError, LimitError, 
                             UnsupportedError)
 from gscodec.render.cameras import orbit_cameras
 from gscodec.scene import sideinfo as si
-from gscodec.scene.model import GaussianScene
-
-
-def tiny_scene(n: int = 300, degree: int = 1, seed: int = 0) -> GaussianScene:
-    rng = np.random.default_rng(seed)
-    k = (degree + 1) ** 2
-    return GaussianScene(rng.normal(0, 0.5, (n, 3)).astype(np.float32),
-                         rng.normal(0, 0.8, (n, 3)).astype(np.float32),
-                         rng.normal(0, 0.1, (n, k - 1, 3)).astype(np.float32),
-                         rng.normal(1.0, 1.0, n).astype(np.float32),
-                         np.log(rng.uniform(0.03, 0.12, (n, 3))).astype(np.float32),
-                         rng.normal(0, 1, (n, 4)).astype(np.float32))
-
-
-def perturb(s: GaussianScene, amount: float = 0.15, seed: int = 1) -> GaussianScene:
-    rng = np.random.default_rng(seed)
-    j = lambda a, f=1.0: (a + rng.normal(0, amount * f, a.shape)).astype(np.float32)
-    return GaussianScene(j(s.means, 0.1), j(s.sh_dc), j(s.sh_rest, 0.3), j(s.opacity),
-                         j(s.scales), j(s.rotations))
+from synthetic_scenes import perturb, tiny_scene
 
 
 @pytest.fixture(scope="module")
