@@ -74,7 +74,16 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
 
 
 def attribute_errors(orig, dec) -> dict[str, float]:
-    """RMS error per attribute (rotation: mean angle in degrees) between aligned scenes."""
+    """RMS error per attribute (rotation: mean angle in degrees) between aligned scenes.
+
+    The decoded axes are relabelled to match the original's first (same covariance): the .gsz
+    encoder codes each Gaussian in its canonical pose, so raw scale channels would not compare.
+    """
+    from dataclasses import replace
+
+    from gscodec.scene.base.pose import nearest_pose
+
+    dec = replace(dec, **dict(zip(("rotations", "scales"), nearest_pose(orig.rotations, dec.rotations, dec.scales))))
     out = {}
     for a in ATTRS[:-1]:
         x, y = getattr(orig, a), getattr(dec, a)

@@ -11,6 +11,7 @@ from gscodec.container import Chunk, read_container, write_container
 from gscodec.errors import GscodecError, InputError
 from gscodec.scene import GaussianScene, decode_scene, encode_scene
 from gscodec.scene.base.params import QUALITIES
+from gscodec.scene.base.pose import canonical_pose
 from gscodec.scene.codec import decode_base_integers, encode_base_chunks, sort_order
 
 
@@ -36,6 +37,8 @@ def _check_bounds(scene: GaussianScene, quality: str, group_size: int) -> None:
     assert dec.count == scene.count and dec.sh_degree == scene.sh_degree
     origin, step, nb, gq, codes, order = sort_order(scene, q.pos_bits)
     o = scene.subset(order)
+    # The encoder relabels each Gaussian's axes (same covariance); compare in its labelling.
+    o.rotations, o.scales = canonical_pose(o.rotations, o.scales)
     assert np.abs(dec.means - o.means).max() <= 0.5 * step * 1.001 + 1e-6
     cls = ints["class"]
     caps = q.caps()
@@ -43,9 +46,9 @@ def _check_bounds(scene: GaussianScene, quality: str, group_size: int) -> None:
                           ("sh_dc", q.dc_step, caps[3])):
         err = np.abs(getattr(dec, attr) - getattr(o, attr)).reshape(scene.count, -1).max(1)
         assert (err <= 0.5 * st * (1 << np.minimum(cls, cap)) * 1.001 + 1e-6).all(), attr
-    # Rotation: the largest component is 1, the others keep their ratio to it.
-    big = np.argmax(np.abs(o.rotations), 1)
-    ratio = o.rotations / o.rotations[np.arange(scene.count), big][:, None]
+    # Rotation: w is the largest component, coded as 1; the others keep their ratio to it.
+    assert (dec.rotations[:, 0] == 1).all()
+    ratio = o.rotations / o.rotations[:, :1]
     bound = 0.5 * (1 << np.minimum(cls, caps[2])) / q.rot_levels * 1.001 + 1e-6
     assert (np.abs(dec.rotations - ratio).max(1) <= bound).all()
     if scene.sh_degree:
@@ -207,6 +210,7 @@ def test_decoded_cells_bound_the_quantisation_error():
     dec, cells = decode_base_cells(read_container(write_container("gsz", chunks), "gsz"))
     assert np.array_equal(dec.sh_dc, decode_scene(write_container("gsz", chunks)).sh_dc)
     o = scene.subset(sort_order(scene, QUALITIES["medium"].pos_bits)[-1])
+    o.rotations, o.scales = canonical_pose(o.rotations, o.scales)
     for attr in ("means", "opacity", "scales", "sh_dc"):
         c = cells[attr]
         assert c.dtype == np.float32 and (c > 0).all()

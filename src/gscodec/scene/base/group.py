@@ -13,6 +13,7 @@ from .ctxcode import ChannelSetDecoder, ChannelSetEncoder
 from .importance import geometric_importance
 from .morton import morton_decode
 from .params import MAX_CLASS, MAX_CODEBOOK, MAX_GROUP, QMAX, Quality
+from .pose import canonical_pose
 from .positions import PositionCoder, PositionReader
 from .vq import choose_paths
 
@@ -70,6 +71,7 @@ def encode_group(codes: np.ndarray, means_q: np.ndarray, dc, rest, opacity, scal
     if imp is None:
         imp = geometric_importance(opacity, scales)
     cls = precision_classes(imp, q.class_bias)
+    rots, scales = canonical_pose(rots, scales)
     sh_op, sh_sc, sh_rot, sh_dc, sh_rest = h.shifts(cls)
     ints: dict[str, np.ndarray] = {"position": means_q, "class": cls}
     ints["opacity"] = quantise_classes(opacity, h.opacity_step, sh_op)[:, None]
