@@ -46,7 +46,7 @@ QUALITIES = {
     # medium: SH rest at the DC step (every SH basis function has the DC term's RMS over the
     # sphere) and a stronger pull to the codebook; measured on playbot_lod2 at equal size,
     # +0.4 dB over rest 0.02 / lambda 5e-4 (low and high did not gain from the same change).
-    "medium": Quality(1, 13, 0.01, 0.01, 0.04, 0.03, 192, 4e-3, 1024, 4.6),
+    "medium": Quality(1, 13, 0.01, 0.01, 0.04, 0.03, 192, 3.5e-3, 1024, 4.6),
     "high": Quality(2, 16, 0.01, 0.02, 0.04, 0.03, 192, 1e-4, 1024, 1.5),
 }
 
