@@ -96,7 +96,7 @@ def _choose_flags(raw: list[np.ndarray], pred: list[np.ndarray], ctx: list[np.nd
     The levels share one model per context, so a level's choice changes the statistics every
     other level is coded with: deciding each level by its own entropy mixed raw values and
     predicted residuals in the same models (on a real scene the precision classes cost 50%
-    more than uncoded). Start from the per-level rule, then flip levels while the joint size drops.
+    more than their marginal entropy). Start from the per-level rule, then flip levels while the joint size drops.
     """
     flags = np.array([x.size > 0 and _entropy_bits(p) < _entropy_bits(x) for x, p in zip(raw, pred)])
     sizes = [x.size for x in raw]
@@ -151,7 +151,8 @@ class ChannelSetEncoder:
                 a, b = _neighbours(col, idx, stride, k)
                 x = col[idx] >> sh
                 raw.append(x)
-                pred.append(x - _scaled_pred(a, b, sh))
+                if predict:
+                    pred.append(x - _scaled_pred(a, b, sh))
                 ctx.append((_act(a, b, sh) * NB_INTRA + _intra(prev[k], idx.size)) if contexts
                            else np.zeros(idx.size, np.int64))
             if predict:

@@ -46,15 +46,21 @@ def _axis_permutations() -> np.ndarray:
 PERMUTATIONS = _axis_permutations()
 
 
+_CONJ = CUBE_ROTATIONS * np.array([1.0, -1.0, -1.0, -1.0])
+
+
+def _closest_to_identity(q: np.ndarray) -> np.ndarray:
+    """Index of the cube rotation G maximising |w| of q * G (the w component of q * G is q . conj(G))."""
+    return np.argmax(np.abs(q @ _CONJ.T), axis=1)
+
+
 def canonical_pose(rotations: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Equivalent (quaternions (N,4), scales (N,3)) with w >= |x|, |y|, |z|; same covariances."""
     q = np.asarray(rotations, dtype=np.float64)
     s = np.asarray(scales)
     norm = np.linalg.norm(q, axis=1, keepdims=True)
     q = np.where(norm > 0, q / np.where(norm > 0, norm, 1.0), np.array([1.0, 0.0, 0.0, 0.0]))
-    # The w component of q * G is the dot product of q with the conjugate of G.
-    conj = CUBE_ROTATIONS * np.array([1.0, -1.0, -1.0, -1.0])
-    best = np.argmax(np.abs(q @ conj.T), axis=1)
+    best = _closest_to_identity(q)
     out = quat_multiply(q, CUBE_ROTATIONS[best])
     out *= np.where(out[:, :1] < 0, -1.0, 1.0)
     new_scales = np.take_along_axis(s, PERMUTATIONS[best], axis=1)
@@ -68,8 +74,9 @@ def nearest_pose(reference: np.ndarray, rotations: np.ndarray, scales: np.ndarra
     ref = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-300)
     q = np.asarray(rotations, dtype=np.float64)
     q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-300)
-    cand = quat_multiply(q[:, None, :], CUBE_ROTATIONS[None])           # (N, 24, 4)
-    best = np.argmax(np.abs((cand * ref[:, None, :]).sum(2)), axis=1)
-    out = cand[np.arange(q.shape[0]), best]
+    # <q G, ref> is the w component of conj(ref) q G: the same choice as the canonical pose
+    # of conj(ref) q, without building all 24 candidates per Gaussian.
+    best = _closest_to_identity(quat_multiply(ref * np.array([1.0, -1.0, -1.0, -1.0]), q))
+    out = quat_multiply(q, CUBE_ROTATIONS[best])
     out *= np.where((out * ref).sum(1, keepdims=True) < 0, -1.0, 1.0)
     return out, np.take_along_axis(np.asarray(scales), PERMUTATIONS[best], axis=1)
