@@ -25,6 +25,9 @@ OVERSHOOT = 1.15             # initial count above the prior estimate           
 QAT_LR_SCALE = 0.01          # straight-through fine-tuning only nudges (larger rates oscillate)
 COLOR_ITERS = 15             # CGLS iterations of the final least-squares colour solve
 REFIT_ITERS = 4              # CGLS iterations after each budget pruning
+RELOCATE_EVENTS = 20         # re-seedings of the weakest Gaussians per first phase (at most)
+RELOCATE_FRAC = 0.05         # share of the Gaussians re-seeded each time
+RELOCATE_UNTIL = 0.7         # ... during this first share of the phase, so they can settle
 INIT_COLOR_ITERS = 4         # CGLS iterations on the initial colours (a far better start than the median)
 
 
@@ -101,7 +104,9 @@ def encode_array(image: np.ndarray, budget: int, *, steps: int | None, device: s
     try:
         fitter.solve_colors(init_iters, progress=bar, freeze=False)
         factor = _coarse_factor(h, w, n)
-        fitter.run(s1, progress=bar, coarse=COARSE_FRACTION, factor=factor)
+        fitter.run(s1, progress=bar, coarse=COARSE_FRACTION, factor=factor,
+                   relocate_every=max(10, s1 // RELOCATE_EVENTS), relocate_frac=RELOCATE_FRAC,
+                   relocate_until=RELOCATE_UNTIL)
         data, _ = pack(fitter.export(), spec, (h, w), c, metadata)
         if len(data) > floor_bytes + payload_budget * MARGIN:
             per = (len(data) - floor_bytes) / fitter.count

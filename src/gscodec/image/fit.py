@@ -18,6 +18,7 @@ DEFAULT_STEPS = {"cpu": 300, "cuda": 3000}
 SSIM_CROP = 192          # side of the random square on which each step's SSIM term is taken
 MIN_COARSE_SIDE = 32     # coarse warm-up levels keep at least this many pixels per side
 MAX_COARSE_FACTOR = 8
+RELOCATE_SCALE = 1.0     # sigma of a re-seeded Gaussian, in base scales
 
 
 @dataclass
@@ -153,7 +154,8 @@ class GaussianFitter:
         return max(f for f in self._levels if f <= max(wanted, 1))
 
     def run(self, steps: int, spec: QuantSpec | None = None, lr_scale: float = 1.0,
-            progress=None, decay: bool = True, coarse: float = 0.0, factor: int = 2) -> float:
+            progress=None, decay: bool = True, coarse: float = 0.0, factor: int = 2,
+            relocate_every: int = 0, relocate_frac: float = 0.0, relocate_until: float = 0.7) -> float:
         """Run `steps` Adam iterations (cosine-decayed rates); return the last loss.
 
         The first `coarse` fraction of the steps renders at 1/`factor` resolution against an
@@ -180,6 +182,9 @@ class GaussianFitter:
                 loss = self.loss(out, self.target)
             loss.backward()
             self.opt.step()
+            if (relocate_every and i > 0 and i % relocate_every == 0 and i < relocate_until * steps
+                    and spec is None):
+                self.relocate(out.detach(), small if i < n_coarse else self.target, relocate_frac)
             if self.means.requires_grad:
                 with torch.no_grad():
                     self.means[:, 0].clamp_(0.0, float(w))
@@ -189,6 +194,48 @@ class GaussianFitter:
             if progress is not None:
                 progress.update(1)
         return last
+
+    def relocate(self, out, target, frac: float) -> int:
+        """Move the least energetic `frac` of the Gaussians to where the error is largest.
+
+        Few Gaussians settle in local minima that gradient steps never leave; re-seeding the
+        weakest ones at pixels drawn in proportion to the squared error (colour = the residual
+        there) lets the fit spend them where the picture still lacks detail.
+        """
+        torch = self.torch
+        n = self.count
+        k = int(n * frac)
+        if k <= 0:
+            return 0
+        with torch.no_grad():
+            res = target - out
+            oh, ow = res.shape[:2]
+            # inverse-CDF draw (with replacement): multinomial is capped at 2^24 categories
+            cdf = (res * res).sum(2).reshape(-1).double().cumsum(0)
+            total = float(cdf[-1])
+            if not total > 0:
+                return 0
+            draw = torch.rand(k, generator=self.gen, dtype=torch.float64).to(self.device) * total
+            pix = torch.searchsorted(cdf, draw, right=True).clamp_(max=cdf.numel() - 1)
+            h, w = self.size
+            u = torch.rand(k, 2, generator=self.gen).to(self.device, torch.float32)
+            px = ((pix % ow).float() + u[:, 0]) * (w / ow)
+            py = ((pix // ow).float() + u[:, 1]) * (h / oh)
+            imp = torch.as_tensor(self.importance(), device=self.device)
+            dead = torch.argsort(imp, stable=True)[:k]
+            self.means[dead, 0] = px
+            self.means[dead, 1] = py
+            sig = max(self.base * RELOCATE_SCALE, self.cfg.min_scale)
+            self.log_scales[dead] = math.log2(sig)
+            self.angles[dead] = 0.0
+            col = res.reshape(-1, res.shape[2])[pix]
+            self.colors[dead] = col @ self._fwd.T
+            for p in (self.means, self.log_scales, self.angles, self.colors):
+                st = self.opt.state.get(p)
+                if st:
+                    st["exp_avg"][dead] = 0
+                    st["exp_avg_sq"][dead] = 0
+        return k
 
     def freeze_geometry(self, spec: QuantSpec) -> None:
         """Replace positions, scales and angles by their quantised values and stop optimising them."""

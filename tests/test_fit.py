@@ -1,0 +1,68 @@
+"""GaussianFitter: relocation of weak Gaussians to where the error is."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gscodec.image.fit import GaussianFitter  # noqa: E402
+
+
+def _fitter(image: np.ndarray, n: int, seed: int = 0) -> GaussianFitter:
+    rng = np.random.default_rng(seed)
+    h, w = image.shape[:2]
+    init = {"means": rng.uniform([0, 0], [w, h], (n, 2)), "scales": np.full((n, 2), 2.0),
+            "angles": np.zeros(n), "colors": np.full((n, image.shape[2]), 0.01)}
+    return GaussianFitter(image, init, seed=seed)
+
+
+def _square_target() -> np.ndarray:
+    img = np.zeros((48, 64, 3), np.float32)
+    img[30:44, 40:60] = (0.9, 0.5, 0.2)
+    return img
+
+
+def test_relocate_moves_the_weakest_into_the_error():
+    img = _square_target()
+    fit = _fitter(img, 200)
+    with torch.no_grad():
+        fit.colors[:100] *= 50          # the first half is strong and must stay put
+    before = fit.means.detach().clone()
+    out = fit.target.clone()
+    out[30:44, 40:60] = 0              # the fit so far misses the square entirely
+    assert fit.relocate(out, fit.target, 0.25) == 50
+    after = fit.means.detach()
+    moved = (after != before).any(1).numpy()
+    assert not moved[:100].any()
+    assert moved.sum() == 50
+    x, y = after[moved, 0].numpy(), after[moved, 1].numpy()
+    inside = (x >= 40) & (x <= 60) & (y >= 30) & (y <= 44)
+    assert inside.all()
+    rgb = (fit.colors.detach() @ fit._inv.T)[moved][inside].numpy()
+    assert np.all(rgb[:, 0] > rgb[:, 2])   # seeded with the residual colour (red > blue)
+
+
+def test_relocation_is_deterministic_and_keeps_the_count():
+    img = _square_target()
+    runs = []
+    for _ in range(2):
+        fit = _fitter(img, 60, seed=3)
+        fit.run(12, relocate_every=4, relocate_frac=0.1, relocate_until=1.0)
+        assert fit.count == 60
+        runs.append(fit.export())
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])
+
+
+def test_relocation_helps_a_sparse_fit():
+    img = _square_target()
+    losses = []
+    for every in (0, 5):
+        fit = _fitter(img, 12, seed=1)
+        with torch.no_grad():
+            fit.means[:, 0] = fit.means[:, 0].clamp(max=30)   # start away from the square
+        fit.run(60, relocate_every=every, relocate_frac=0.25, relocate_until=0.7)
+        out = fit.render().detach()
+        losses.append(float(((out - fit.target) ** 2).mean()))
+    assert losses[1] < 0.7 * losses[0]
