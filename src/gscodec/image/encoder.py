@@ -20,8 +20,9 @@ from .quantize import QuantSpec, quantize
 PHASES = (0.65, 0.27, 0.08)  # float fit | float fit after the first pruning | quantiser in the loop
 MARGIN = 0.97                # aim the first pruning at 97% of the payload budget
 COARSE_FRACTION = 0.85       # share of the first phase run on a coarse pyramid level
-EXTREME_PPG = 600
-OVERSHOOT = 1.15             # initial count above the prior estimate            # pixels per Gaussian from which the coarse bit depths are used
+MIN_COARSE_SIGMA = 2.0       # ... only for Gaussians this large (px): sub-pixel ones fit badly there
+EXTREME_PPG = 600            # pixels per Gaussian from which the coarse bit depths are used
+OVERSHOOT = 1.15             # initial count above the prior estimate
 QAT_LR_SCALE = 0.01          # straight-through fine-tuning only nudges (larger rates oscillate)
 COLOR_ITERS = 15             # CGLS iterations of the final least-squares colour solve
 REFIT_ITERS = 4              # CGLS iterations after each budget pruning
@@ -104,7 +105,7 @@ def encode_array(image: np.ndarray, budget: int, *, steps: int | None, device: s
     try:
         fitter.solve_colors(init_iters, progress=bar, freeze=False)
         factor = _coarse_factor(h, w, n)
-        fitter.run(s1, progress=bar, coarse=COARSE_FRACTION, factor=factor,
+        fitter.run(s1, progress=bar, coarse=COARSE_FRACTION if factor > 1 else 0.0, factor=factor,
                    relocate_every=max(10, s1 // RELOCATE_EVENTS), relocate_frac=RELOCATE_FRAC,
                    relocate_until=RELOCATE_UNTIL)
         data, _ = pack(fitter.export(), spec, (h, w), c, metadata)
@@ -161,9 +162,11 @@ def _initial_count(payload_budget: int, h: int, w: int, c: int) -> int:
 
 
 def _coarse_factor(h: int, w: int, n: int) -> int:
-    """Warm-up resolution divisor: about one coarse pixel per initial Gaussian sigma."""
+    """Warm-up resolution divisor: about one coarse pixel per initial Gaussian sigma (1: none)."""
     sigma = math.sqrt(h * w / (max(n, 1) * math.pi)) / 3.0
-    return int(2 ** int(np.clip(math.floor(math.log2(max(sigma, 1.0))), 1, 3)))
+    if sigma < MIN_COARSE_SIGMA:
+        return 1
+    return int(2 ** int(np.clip(math.floor(math.log2(sigma)), 1, 3)))
 
 
 def _split_steps(steps: int) -> tuple[int, int, int]:

@@ -30,7 +30,7 @@ class FitConfig:
     lr_angles: float = 0.03
     lr_colors: float = 0.02
     l1_weight: float = 0.9        # loss = w * L1 + (1 - w) * (1 - SSIM), the paper's lambda
-    lr_final: float = 0.1         # cosine decay of every rate down to this fraction
+    lr_final: float = 0.3         # cosine decay of every rate down to this fraction (0.1: -0.1 dB)
     min_scale: float = 0.6        # sigma floor (pixels): smaller Gaussians quantise badly
 
 
