@@ -87,6 +87,29 @@ def test_ascii_and_other_dtypes(text, dtype):
     np.testing.assert_allclose(r.rotations, s.rotations, rtol=1e-6)
 
 
+@pytest.mark.parametrize("byte_order", ["<", ">"])
+def test_binary_fast_path_matches_plyfile(byte_order):
+    import io
+
+    import plyfile
+
+    from gscodec.scene.ply import _to_scene
+
+    s = make_scene(30, 1, seed=3)
+    props = _props(s)
+    rec = np.zeros(30, dtype=[(k, "f8" if k == "x" else "f4") for k in props] + [("red", "u1")])
+    for k, v in props.items():
+        rec[k] = v
+    head = np.zeros(2, dtype=[("a", "i2"), ("b", "f8")])   # an element before the vertices
+    buf = io.BytesIO()
+    plyfile.PlyData([plyfile.PlyElement.describe(head, "extra"), plyfile.PlyElement.describe(rec, "vertex")],
+                    byte_order=byte_order).write(buf)
+    data = buf.getvalue()
+    slow = _to_scene(plyfile.PlyData.read(io.BytesIO(data))["vertex"].data, "reject")
+    _same(read_ply_bytes(data), slow)
+    _same(read_ply_bytes(data), s)
+
+
 def test_missing_property():
     d = _props(make_scene(5, 0))
     del d["scale_1"]
