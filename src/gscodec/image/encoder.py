@@ -105,7 +105,7 @@ def encode_array(image: np.ndarray, budget: int, *, steps: int | None, device: s
     try:
         fitter.solve_colors(init_iters, progress=bar, freeze=False)
         factor = _coarse_factor(h, w, n)
-        fitter.run(s1, progress=bar, coarse=COARSE_FRACTION if factor > 1 else 0.0, factor=factor,
+        fitter.run(s1, progress=bar, coarse=COARSE_FRACTION, factor=factor,
                    relocate_every=max(10, s1 // RELOCATE_EVENTS), relocate_frac=RELOCATE_FRAC,
                    relocate_until=RELOCATE_UNTIL)
         data, _ = pack(fitter.export(), spec, (h, w), c, metadata)

@@ -160,7 +160,9 @@ class GaussianFitter:
 
         The first `coarse` fraction of the steps renders at 1/`factor` resolution against an
         area-averaged target (factor^2 times cheaper; the renderer's anti-aliasing keeps it a
-        fair proxy while the Gaussians are larger than a coarse pixel).
+        fair proxy while the Gaussians are larger than a coarse pixel). Every `relocate_every`
+        steps within the first `relocate_until` fraction (float fits only), `relocate` moves the
+        weakest `relocate_frac` of the Gaussians.
         """
         torch = self.torch
         h, w = self.size

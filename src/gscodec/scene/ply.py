@@ -22,14 +22,11 @@ OPACITY_SATURATION = 12.0        # smallest logit that replaces an infinite one 
 REST_COUNTS = {0: 0, 9: 1, 24: 2, 45: 3}
 BASE_PROPS = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
               "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
-_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2,
-          "uint16": 2, "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4,
-          "double": 8, "float64": 8}
-
 _NUMPY_TYPES = {"char": "i1", "uchar": "u1", "int8": "i1", "uint8": "u1", "short": "i2",
                 "ushort": "u2", "int16": "i2", "uint16": "u2", "int": "i4", "uint": "u4",
                 "int32": "i4", "uint32": "u4", "float": "f4", "float32": "f4", "double": "f8",
                 "float64": "f8"}
+_SIZES = {t: np.dtype(c).itemsize for t, c in _NUMPY_TYPES.items()}
 
 
 def read_ply(path: str | os.PathLike, nan_policy: str = "reject") -> GaussianScene:
