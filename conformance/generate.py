@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gscodec.conformance import OwnDecoder, canonical_gsi, canonical_gsz, render_scene_uint8, sha256
-from gscodec.container import Chunk, read_container, write_container
+from gscodec.container import MAJOR, Chunk, read_container, write_container
 from gscodec.container.byteio import ByteReader, ByteWriter
 from gscodec.imageio import decode_image_bytes, encode_image_bytes
 
@@ -89,7 +89,28 @@ def gsi_vectors(cases: list) -> list[bytes]:
         cases.append({"id": cid, "kind": "gsi", "valid": True, "file": _write(f"vectors/{cid}.gsi", blob),
                       "sha256": sha256(blob), "tests": what, "gaussians": int(params["count"]),
                       "canonical_sha256": sha256(canonical_gsi(params)), "renders": renders})
+    blobs.append(_gsi_v1_case(cases, blobs[1], GSI_CASES[1]))
     return blobs
+
+
+def _gsi_v1_case(cases: list, blob: bytes, case) -> bytes:
+    """The Gaussians of a vector rewritten in the version-1 syntax (no background field)."""
+    from gscodec.image import decode_gaussians, decode_image
+    from gscodec.image.codec import CHUNK_TYPE, encode_payload
+
+    g = decode_gaussians(blob)
+    payload = encode_payload(g["ints"], g["spec"], g["height"], g["width"], g["channels"], major=1)
+    v1 = write_container("gsi", [Chunk(CHUNK_TYPE, payload)], major=1)
+    cid = case[0].replace("gsi-", "gsi-v1-")
+    params = decode_gaussians(v1)
+    w, h = params["width"], params["height"]
+    px = decode_image(v1)
+    rel = _write(f"refs/{cid}_{w}x{h}.png", encode_image_bytes(px, "png"))
+    cases.append({"id": cid, "kind": "gsi", "valid": True, "file": _write(f"vectors/{cid}.gsi", v1),
+                  "sha256": sha256(v1), "tests": "version 1.0 file (no background): still decoded",
+                  "gaussians": int(params["count"]), "canonical_sha256": sha256(canonical_gsi(params)),
+                  "renders": [{"file": rel, "width": w, "height": h, **GSI_TOL}]})
+    return v1
 
 
 # -- scenes -------------------------------------------------------------------------------------
@@ -224,8 +245,8 @@ def invalid_vectors(cases: list, gsi: bytes, gsz: bytes) -> None:
             (f"{kind}-bad-signature", kind, b"\x89GSX" + blob[4:], {"FormatError"}, "unknown signature"),
             (f"{kind}-text-mode", kind, blob[:4] + b"\n" + blob[6:], {"FormatError"},
              "signature damaged by a text-mode transfer"),
-            (f"{kind}-major-2", kind, reframe(blob, lambda ch: ch, major=2), {"VersionError"},
-             "newer major version"),
+            (f"{kind}-major-{MAJOR[kind] + 1}", kind, reframe(blob, lambda ch: ch, major=MAJOR[kind] + 1),
+             {"VersionError"}, "newer major version"),
             (f"{kind}-unknown-critical", kind, reframe(blob, lambda ch: ch[:1] + [Chunk(b"Xfut", b"?")] + ch[1:]),
              {"UnsupportedError"}, "unknown critical chunk"),
             (f"{kind}-garbage-after-end", kind, blob + b"\0\0", {"CorruptError"}, "bytes after the end chunk"),
@@ -277,7 +298,7 @@ def main() -> None:
     gsi = gsi_vectors(cases)
     gsz = gsz_vectors(cases)
     invalid_vectors(cases, gsi[1], gsz[1])
-    manifest = {"format": 1, "spec_version": "1.0", "cases": cases}
+    manifest = {"format": 1, "spec_version": {k: f"{v}.0" for k, v in MAJOR.items()}, "cases": cases}
     (ROOT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     total = sum((ROOT / c["file"]).stat().st_size for c in cases)
     print(f"{len(cases)} cases, {total} bytes of vectors; manifest sha256 "

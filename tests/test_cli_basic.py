@@ -26,7 +26,7 @@ def gsi_file(tmp_path: Path) -> Path:
 def test_gsinfo_table_and_json(gsi_file):
     r = CliRunner().invoke(gsinfo, [str(gsi_file)])
     assert r.exit_code == 0, r.output
-    assert "version 1.0" in r.output and "IHDR" in r.output and "GEND" in r.output
+    assert "version 2.0" in r.output and "IHDR" in r.output and "GEND" in r.output
     r = CliRunner().invoke(gsinfo, ["--json", str(gsi_file)])
     info = json.loads(r.output)
     assert info["format"] == "gsi" and info["metadata"] == {"encoder": "t"}

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gscodec.container import Chunk, read_container, write_container
+from gscodec.container import MAJOR, Chunk, read_container, write_container
 from gscodec.container.byteio import ByteReader, ByteWriter
 from gscodec.errors import (CorruptError, FormatError, GscodecError, LimitError, TruncatedError,
                             UnsupportedError, VersionError)
@@ -22,7 +22,7 @@ def sample(meta: bool = True) -> bytes:
 
 def test_round_trip():
     c = read_container(sample(), "gsi", KNOWN)
-    assert c.kind == "gsi" and c.version == (1, 0)
+    assert c.kind == "gsi" and c.version == (MAJOR["gsi"], 0)
     assert c.require(b"IHDR") == b"\x01\x02\x03"
     assert c.get(b"IDAT") == bytes(range(40))
     assert c.metadata == {"encoder": "test"}
@@ -87,13 +87,24 @@ def _chunk_data_end(data: bytes, offset: int) -> int:
 
 
 def test_newer_major_is_rejected_naming_both_versions():
+    with pytest.raises(VersionError, match=r"3\.0.*2\.x"):
+        read_container(_with_version(sample(), 3, 0))
+    gsz = write_container("gsz", [Chunk(b"SHDR", b"")])
     with pytest.raises(VersionError, match=r"2\.0.*1\.x"):
-        read_container(_with_version(sample(), 2, 0))
+        read_container(_with_version(gsz, 2, 0))
 
 
-def test_newer_minor_is_accepted():
-    c = read_container(_with_version(sample(), 1, 7), "gsi", KNOWN)
-    assert c.version == (1, 7)
+def test_newer_minor_and_older_major_are_accepted():
+    for major, minor in ((2, 7), (1, 0), (1, 3)):
+        c = read_container(_with_version(sample(), major, minor), "gsi", KNOWN)
+        assert c.version == (major, minor)
+
+
+def test_writer_refuses_unknown_majors():
+    assert write_container("gsi", [], major=1)[8:10] == bytes([1, 0])
+    for kind, major in (("gsi", 3), ("gsz", 2), ("gsi", 0)):
+        with pytest.raises(ValueError):
+            write_container(kind, [], major=major)
 
 
 def test_absurd_length_is_rejected_before_allocation():

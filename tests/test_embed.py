@@ -22,8 +22,9 @@ def test_open_gsi_reads_header_then_decodes(gsi_blob, tmp_path):
     f = gscodec.open(gsi_blob)
     assert f.kind == "gsi" and f.size == (32, 24) and f.channels == 3 and f.count > 0
     g = f.gaussians()
-    assert set(g) == {"means", "scales", "angles", "colors"}
+    assert set(g) == {"means", "scales", "angles", "colors", "background"}
     assert g["means"].shape == (f.count, 2) and g["colors"].shape == (f.count, 3)
+    assert g["background"].shape == (3,)
     assert f.render().shape == (24, 32, 3)
     assert f.render(width=64).shape == (48, 64, 3)
     p = tmp_path / "x.gsi"

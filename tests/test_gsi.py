@@ -13,7 +13,7 @@ from gscodec.errors import GscodecError, InputError, LimitError
 from gscodec.image import budget_bytes, decode_gaussians, decode_image, encode_image
 from gscodec.image.codec import CHUNK_TYPE, coding_order, decode_payload, encode_payload
 from gscodec.image.encoder import pack
-from gscodec.image.quantize import QuantSpec, dequantize, quantize
+from gscodec.image.quantize import QuantSpec, dequantize, quantize, quantize_colors
 
 STEPS = 12
 
@@ -239,12 +239,49 @@ def test_declared_counts_checked_before_allocation():
         decode_image(write_container("gsi", [Chunk(b"IXYZ", b"")]))  # unknown critical chunk
 
 
-def test_empty_file_decodes_to_black():
-    data = pack({"means": np.zeros((0, 2)), "log2_scales": np.zeros((0, 2)), "angles": np.zeros(0),
-                 "colors": np.zeros((0, 3))}, QuantSpec(), (5, 7), 3, None)[0]
-    assert len(data) < 40
+def test_empty_file_decodes_to_its_background():
+    empty = {"means": np.zeros((0, 2)), "log2_scales": np.zeros((0, 2)), "angles": np.zeros(0),
+             "colors": np.zeros((0, 3))}
+    data = pack(empty, QuantSpec(), (5, 7), 3, None)[0]
+    assert len(data) <= 40
     out = decode_image(data)
     assert out.shape == (5, 7, 3) and not out.any()
+    spec = QuantSpec(color_shifts=(6, 6, 6))
+    q = quantize_colors(np.array([[0.8, 0.4, 0.2]]), spec)[0]
+    out = decode_image(pack(empty, spec, (5, 7), 3, None, q)[0])
+    assert np.abs(out.astype(int) - [204, 102, 51]).max() <= 4 and (out == out[0, 0]).all()
+
+
+def test_tiny_budget_keeps_a_flat_image_colour():
+    img = np.empty((30, 40, 3), np.uint8)
+    img[...] = (30, 140, 220)
+    data = encode_image(img, max_bytes=45, steps=STEPS, device="cpu")
+    assert len(data) <= 45 and decode_gaussians(data)["count"] == 0
+    assert np.abs(decode_image(data).astype(int) - img).max() <= 8
+
+
+def test_encoder_background_is_the_quantised_mean(rgb):
+    data = encode_image(rgb, ratio=20, steps=STEPS, device="cpu")
+    g = decode_gaussians(data)
+    assert np.abs(g["background"] - rgb.reshape(-1, 3).mean(0) / 255).max() <= 2.0 ** -g["spec"].color_shifts[0]
+    assert g["count"] > 0
+
+
+def test_version1_files_still_decode(encoded):
+    g = decode_gaussians(encoded)
+    payload = encode_payload(g["ints"], g["spec"], g["height"], g["width"], g["channels"], major=1)
+    v1 = write_container("gsi", [Chunk(CHUNK_TYPE, payload)], major=1)
+    g1 = decode_gaussians(v1)
+    assert read_container(v1).version == (1, 0) and not g1["background"].any()
+    for k in ("means", "scales", "angles", "colors"):
+        np.testing.assert_array_equal(g1[k], g[k])
+    diff = decode_image(encoded).astype(int) - decode_image(v1).astype(int)
+    assert np.median(diff) > 0      # same Gaussians, minus the background
+    with pytest.raises(GscodecError):
+        decode_payload(payload, major=2)
+    with pytest.raises(ValueError):
+        encode_payload(g["ints"], g["spec"], g["height"], g["width"], g["channels"],
+                       background=g["background_ints"] + 1, major=1)
 
 
 def test_decoding_does_not_import_torch(encoded, tmp_path):

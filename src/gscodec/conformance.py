@@ -27,7 +27,9 @@ def canonical_gsi(params: dict) -> bytes:
     n = int(params["means"].shape[0])
     c = int(params["colors"].shape[1]) if n else int(params["channels"])
     head = b"GSIC" + struct.pack("<IIII", int(params["width"]), int(params["height"]), c, n)
-    arrays = [params["means"], params["scales"], params["angles"], params["colors"]]
+    bg = params.get("background")
+    arrays = [params["means"], params["scales"], params["angles"], params["colors"],
+              np.zeros(c) if bg is None else bg]
     return head + b"".join(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in arrays)
 
 

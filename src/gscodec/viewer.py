@@ -67,13 +67,16 @@ class GsiFile:
         means (N,2) float32: x, y in stored-image pixels, pixel (r, c) centred at (c+.5, r+.5);
         scales (N,2) float32: standard deviations in pixels along the Gaussian's axes (linear);
         angles (N,) float32: radians from +x towards +y; colors (N,C) float32: additive colour
-        contributions on a 0..1 scale (opacity is 1; see spec/render2d.md).
+        contributions on a 0..1 scale (opacity is 1; see spec/render2d.md); background (C,)
+        float32: the constant colour under every pixel (pixel = background + sum of Gaussians).
         """
         if self._params is None:
             from .image import decode_gaussians
 
             self._params = decode_gaussians(self._data)
-        return {k: self._params[k] for k in ("means", "scales", "angles", "colors")}
+        out = {k: self._params[k] for k in ("means", "scales", "angles", "colors")}
+        out["background"] = self._params["background"].astype(np.float32)
+        return out
 
     def render(self, width: int | None = None, height: int | None = None,
                scale: float | None = None) -> np.ndarray:

@@ -13,7 +13,9 @@ SIGNATURES = {
     "gsi": b"\x89GSI\r\n\x1a\n",
     "gsz": b"\x89GSZ\r\n\x1a\n",
 }
-MAJOR = 1
+# Major version per file kind: the framing is shared, the payload syntax is not
+# (.gsi 2.0 added the background colour to its header).
+MAJOR = {"gsi": 2, "gsz": 1}
 MINOR = 0
 META_TYPE = b"meta"
 END_TYPE = b"GEND"
@@ -95,11 +97,14 @@ def frame_chunk(ctype: bytes, data: bytes, crc_init: int = 0) -> bytes:
 
 
 def write_container(kind: str, chunks: list[Chunk], metadata: dict | None = None,
-                    minor: int = MINOR) -> bytes:
+                    minor: int = MINOR, major: int | None = None) -> bytes:
     """Serialise chunks into a complete file of the given kind."""
     if kind not in SIGNATURES:
         raise ValueError(f"unknown container kind {kind!r}")
-    header = SIGNATURES[kind] + bytes([MAJOR, minor])
+    major = MAJOR[kind] if major is None else major
+    if not 1 <= major <= MAJOR[kind]:
+        raise ValueError(f"cannot write a .{kind} file of major version {major}")
+    header = SIGNATURES[kind] + bytes([major, minor])
     framed: list[tuple[bytes, bytes]] = []
     if metadata:
         meta = json.dumps(metadata, separators=(",", ":"), sort_keys=True).encode("utf-8")
@@ -154,9 +159,9 @@ def read_container(data: bytes, kind: str | None = None, known: set[bytes] | Non
     if r.remaining < 2:
         raise TruncatedError("file is truncated inside the version field")
     major, minor = r.u8(), r.u8()
-    if major > MAJOR:
+    if major > MAJOR[found]:
         raise VersionError(f"file version {major}.{minor} needs a newer decoder "
-                           f"(this decoder reads version {MAJOR}.x)")
+                           f"(this decoder reads .{found} versions up to {MAJOR[found]}.x)")
     if major < 1:
         raise CorruptError(f"invalid version {major}.{minor}")
     out = Container(kind=found, version=(major, minor), size=len(data))

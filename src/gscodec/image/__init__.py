@@ -13,7 +13,7 @@ import numpy as np
 from ..container import read_container
 from ..errors import CorruptError, GscodecError, InputError, LimitError
 from .codec import CHUNK_TYPE, MAX_PIXELS, MAX_SIDE, decode_payload
-from .quantize import dequantize
+from .quantize import dequantize, dequantize_colors
 
 __all__ = ["encode_image", "decode_image", "decode_gaussians", "budget_bytes", "MAX_SIDE", "MAX_PIXELS"]
 
@@ -83,13 +83,14 @@ def decode_gaussians(data: bytes) -> dict:
     """Parse a .gsi file into its canonical integers and dequantised (bit-exact) parameters."""
     try:
         cont = read_container(bytes(data), kind="gsi", known={CHUNK_TYPE})
-        ints, spec, h, w, c = decode_payload(cont.require(CHUNK_TYPE))
+        ints, spec, h, w, c, bg = decode_payload(cont.require(CHUNK_TYPE), major=cont.version[0])
     except GscodecError:
         raise
     except (ValueError, IndexError, OverflowError, MemoryError) as exc:  # defensive: never leak these
         raise CorruptError(f"invalid .gsi payload ({type(exc).__name__})") from None
     out = dequantize(ints, spec)
     out.update({"width": w, "height": h, "channels": c, "count": int(len(ints["px"])),
+                "background": dequantize_colors(bg[None, :], spec)[0][0], "background_ints": bg,
                 "ints": ints, "spec": spec, "metadata": cont.metadata})
     return out
 
@@ -130,7 +131,7 @@ def decode_image(data: bytes, width: int | None = None, height: int | None = Non
     img = render_image_np(g["means"].astype(np.float32), g["scales"].astype(np.float32),
                           g["angles"].astype(np.float32), g["colors"].astype(np.float32),
                           src_size=(g["height"], g["width"]), out_size=(oh, ow))
-    return to_uint8(img)
+    return to_uint8(img + g["background"].astype(np.float32))
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:

@@ -159,8 +159,13 @@ def _scale_bounds(spec: QuantSpec) -> tuple[int, int]:
 
 
 # -- encoding ----------------------------------------------------------------------------------
-def encode_payload(ints: dict, spec: QuantSpec, height: int, width: int, channels: int) -> bytes:
-    """Canonical integers (already in coding order) -> IGAU chunk data."""
+def encode_payload(ints: dict, spec: QuantSpec, height: int, width: int, channels: int,
+                   background: np.ndarray | None = None, major: int = 2) -> bytes:
+    """Canonical integers (already in coding order) -> IGAU chunk data.
+
+    background: the colour integers (C,) of the background (major 2; zeros when None).
+    major 1 writes the version-1 syntax, which has no background.
+    """
     n = int(len(ints["px"]))
     w = ByteWriter()
     w.varint(width).varint(height)
@@ -170,6 +175,14 @@ def encode_payload(ints: dict, spec: QuantSpec, height: int, width: int, channel
     w.u8((spec.scale_bits << 4) | spec.angle_bits)
     for s in spec.color_shifts[:channels]:
         w.u8(s)
+    if major >= 2:
+        bg = np.zeros(channels, np.int64) if background is None else np.asarray(background, np.int64)
+        for c, (lo, hi) in enumerate(spec.color_bounds(channels)):
+            if not lo <= int(bg[c]) <= hi:
+                raise ValueError("background colour outside the colour limits")
+            w.svarint(int(bg[c]))
+    elif background is not None and np.any(background):
+        raise ValueError("version 1 has no background")
     if n == 0:
         return w.getvalue()
     # Ranges of the attribute alphabets, then one model per coded group, then the stream.
@@ -218,8 +231,11 @@ def encode_payload(ints: dict, spec: QuantSpec, height: int, width: int, channel
 
 
 # -- decoding ----------------------------------------------------------------------------------
-def decode_payload(data: bytes) -> tuple[dict, QuantSpec, int, int, int]:
-    """IGAU chunk data -> (canonical integers, spec, height, width, channels); validates everything."""
+def decode_payload(data: bytes, major: int = 2) -> tuple[dict, QuantSpec, int, int, int, np.ndarray]:
+    """IGAU chunk data -> (canonical integers, spec, height, width, channels, background integers).
+
+    Validates everything. major is the file's major version (1 has no background: zeros).
+    """
     r = ByteReader(data, "IGAU chunk")
     width = r.varint(MAX_SIDE)
     height = r.varint(MAX_SIDE)
@@ -244,12 +260,18 @@ def decode_payload(data: bytes) -> tuple[dict, QuantSpec, int, int, int]:
         raise CorruptError(f"colour precision {shifts} out of range")
     spec = QuantSpec(pos_shift=pos_shift, scale_bits=scale_bits, angle_bits=angle_bits,
                      color_shifts=shifts)
+    bg = np.zeros(channels, np.int64)
+    if major >= 2:
+        for c, (lo, hi) in enumerate(spec.color_bounds(channels)):
+            bg[c] = r.svarint(1 << 20)
+            if not lo <= bg[c] <= hi:
+                raise CorruptError(f"background colour of channel {c} outside the limits of the spec")
     empty = {"px": np.zeros(0, np.int64), "py": np.zeros(0, np.int64), "ls": np.zeros(0, np.int64),
              "la": np.zeros(0, np.int64), "t": np.zeros(0, np.int64),
              "q": np.zeros((0, channels), np.int64)}
     if n == 0:
         r.expect_end()
-        return empty, spec, height, width, channels
+        return empty, spec, height, width, channels, bg
     if n > width * height:
         raise LimitError(f"{n} Gaussians for {width}x{height} pixels exceeds one per pixel")
     s_lo, s_hi = _scale_bounds(spec)
@@ -301,4 +323,4 @@ def decode_payload(data: bytes) -> tuple[dict, QuantSpec, int, int, int]:
     for c in range(channels):
         q[:, c] = dec.decode(color_models[c], n) + q_lo[c]
     ints = {"px": px, "py": py, "ls": ls, "la": la, "t": t, "q": q}
-    return ints, spec, height, width, channels
+    return ints, spec, height, width, channels, bg

@@ -53,7 +53,8 @@ class GaussianFitter:
     """Holds the Gaussians of one image as torch leaves and optimises them."""
 
     def __init__(self, image: np.ndarray, init: dict, device: str = "cpu",
-                 config: FitConfig | None = None, render_fn=None, seed: int = 0) -> None:
+                 config: FitConfig | None = None, render_fn=None, seed: int = 0,
+                 background: np.ndarray | None = None) -> None:
         import torch
 
         self.torch = torch
@@ -66,6 +67,9 @@ class GaussianFitter:
         self.size = (h, w)
         self.channels = c
         self.target = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32, device=self.device)
+        # Constant colour added under the Gaussians (the file's background; 0 when None).
+        bg = np.zeros(c) if background is None else np.asarray(background, np.float64).reshape(c)
+        self.background = torch.as_tensor(bg, dtype=torch.float32, device=self.device)
         self._levels = {1: self.target}
         f = 2
         while min(h, w) // f >= MIN_COARSE_SIDE and f <= MAX_COARSE_FACTOR:
@@ -131,7 +135,7 @@ class GaussianFitter:
     def render(self, spec: QuantSpec | None = None, out_size=None):
         """Render the current Gaussians."""
         m, s, a, c = self.params(spec)
-        return self.render_fn(m, s, a, c, src_size=self.size, out_size=out_size)
+        return self.render_fn(m, s, a, c, src_size=self.size, out_size=out_size) + self.background
 
     def loss(self, out, target):
         """L1 + SSIM mix of the paper; SSIM on a random crop per step (unbiased, much cheaper)."""
@@ -277,7 +281,7 @@ class GaussianFitter:
             return g
 
         x = (self.colors.detach() @ self._inv.T).clone()
-        x = cgls(fwd, adj, x, self.target, iters,
+        x = cgls(fwd, adj, x, self.target - self.background, iters,
                  None if progress is None else (lambda: progress.update(1)))
         self.colors = (x @ self._fwd.T).clone().requires_grad_(True)
         if freeze:

@@ -153,7 +153,25 @@ def dequantize(ints: dict, spec: QuantSpec) -> dict:
     scales = np.stack([exp2_fixed(ls, spec.scale_bits), exp2_fixed(ls - la, spec.scale_bits)], 1)
     log2_scales = np.stack([ls, ls - la], 1).astype(np.float64) / spec.K
     angles = ints["t"].astype(np.float64) * (PI64 / spec.A)
-    q = ints["q"]
+    colors, coded = dequantize_colors(ints["q"], spec)
+    return {"means": means, "scales": scales, "log2_scales": log2_scales, "angles": angles,
+            "colors": colors, "coded_colors": coded}
+
+
+def quantize_colors(rgb: np.ndarray, spec: QuantSpec) -> np.ndarray:
+    """RGB (or grey) colours (M, C) -> coded-space integers at the spec's colour precision."""
+    rgb = np.asarray(rgb, np.float64)
+    fwd, _ = color_matrices(rgb.shape[1])
+    cols = rgb @ fwd.T
+    q = np.empty(cols.shape, np.int64)
+    for ch, (s, (lo, hi)) in enumerate(zip(spec.color_shifts, spec.color_bounds(cols.shape[1]))):
+        q[:, ch] = np.clip(np.rint(cols[:, ch] * (1 << s)), lo, hi).astype(np.int64)
+    return q
+
+
+def dequantize_colors(q: np.ndarray, spec: QuantSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Colour integers (M, C) -> (RGB or grey, coded-space values), float64, bit-exact."""
+    q = np.asarray(q, np.int64)
     coded = np.empty(q.shape, np.float64)
     for ch, s in enumerate(spec.color_shifts[: q.shape[1]]):
         coded[:, ch] = np.ldexp(q[:, ch].astype(np.float64), -s)
@@ -162,5 +180,4 @@ def dequantize(ints: dict, spec: QuantSpec) -> dict:
         colors = np.stack([(y + co) - cg, y + cg, (y - co) - cg], 1)
     else:
         colors = coded.copy()
-    return {"means": means, "scales": scales, "log2_scales": log2_scales, "angles": angles,
-            "colors": colors, "coded_colors": coded}
+    return colors, coded
