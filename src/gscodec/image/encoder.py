@@ -14,7 +14,7 @@ import numpy as np
 from ..container import Chunk, write_container
 from ..errors import InputError
 from .codec import CHUNK_TYPE, coding_order, encode_payload
-from .fit import DEFAULT_STEPS, FitConfig, GaussianFitter, resolve_device
+from .fit import FitConfig, GaussianFitter, default_steps, resolve_device
 from .quantize import QuantSpec, dequantize_colors, quantize, quantize_colors
 
 PHASES = (0.65, 0.27, 0.08)  # float fit | float fit after the first pruning | quantiser in the loop
@@ -97,9 +97,7 @@ def encode_array(image: np.ndarray, budget: int, *, steps: int | None, device: s
         raise InputError(f"a budget of {budget} bytes is below the {floor_bytes} bytes of an empty "
                          f"{w}x{h} file{' (metadata included)' if metadata else ''}")
     dev = resolve_device(device)
-    if steps is None:
-        steps = DEFAULT_STEPS[dev]
-    if steps < 0:
+    if steps is not None and steps < 0:
         raise InputError("steps must be non-negative")
     torch.manual_seed(seed)
     if init_fn is None:
@@ -110,6 +108,8 @@ def encode_array(image: np.ndarray, budget: int, *, steps: int | None, device: s
     spec = plan_spec(h * w / max(n, 1), c)
     if n == 0:
         return empty_file((h, w), c, metadata, bg_floor)
+    if steps is None:
+        steps = default_steps(dev, h * w / n)
     bg_q, bg = background_for(image, spec)
     init = init_fn(image - bg.astype(np.float32), n, seed)
     fitter = GaussianFitter(image, init, device=dev, config=FitConfig(), render_fn=render_fn, seed=seed,
