@@ -66,3 +66,28 @@ def test_relocation_helps_a_sparse_fit():
         out = fit.render().detach()
         losses.append(float(((out - fit.target) ** 2).mean()))
     assert losses[1] < 0.7 * losses[0]
+
+
+def test_default_steps_follow_device_and_density():
+    from gscodec.image.fit import default_steps
+
+    # the documented defaults (gsenc --help, spec/gsi.md 7): dense fits get more CPU steps
+    assert default_steps("cpu", 30.0) == 600 and default_steps("cpu", 299.0) == 600
+    assert default_steps("cpu", 300.0) == 300 and default_steps("cpu", 2000.0) == 300
+    assert default_steps("cuda", 30.0) == default_steps("cuda", 2000.0) == 3000
+
+
+def test_background_is_rendered_under_the_gaussians():
+    rng = np.random.default_rng(0)
+    img = rng.random((12, 16, 3)).astype(np.float32)
+    init = {"means": np.array([[8.0, 6.0]]), "scales": np.array([[2.0, 2.0]]), "angles": np.zeros(1),
+            "colors": np.zeros((1, 3))}
+    bg = np.array([0.25, 0.5, 0.75])
+    f = GaussianFitter(img, init, background=bg)
+    out = f.render().detach().numpy()
+    np.testing.assert_allclose(out, np.broadcast_to(bg, out.shape), atol=1e-6)
+    # the least-squares colour solve fits the difference to the background
+    f.solve_colors(5)
+    alone = GaussianFitter(img - bg.astype(np.float32), init)
+    alone.solve_colors(5)
+    np.testing.assert_allclose(f.colors.detach().numpy(), alone.colors.detach().numpy(), atol=1e-5)
