@@ -137,7 +137,10 @@ def encode_array(image: np.ndarray, budget: int, *, steps: int | None, device: s
     finally:
         if bar is not None:
             bar.close()
-    return _fit_into(fitter, spec, (h, w), c, metadata, budget, min(color_iters, REFIT_ITERS), bg_q)
+    data = _fit_into(fitter, spec, (h, w), c, metadata, budget, min(color_iters, REFIT_ITERS), bg_q)
+    # With every Gaussian pruned, the background at the file's finer colour precision may not
+    # fit where the floor (coarsest precision) does.
+    return data if len(data) <= budget else empty_file((h, w), c, metadata, bg_floor)
 
 
 def _fit_into(fitter: GaussianFitter, spec: QuantSpec, size, channels: int, metadata, budget: int,
