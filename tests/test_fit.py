@@ -91,3 +91,13 @@ def test_background_is_rendered_under_the_gaussians():
     alone = GaussianFitter(img - bg.astype(np.float32), init)
     alone.solve_colors(5)
     np.testing.assert_allclose(f.colors.detach().numpy(), alone.colors.detach().numpy(), atol=1e-5)
+
+
+def test_short_sparse_fits_get_larger_rates():
+    from gscodec.image.fit import FitConfig, fit_config
+
+    base = FitConfig()
+    fast = fit_config(1000.0, 300)
+    assert fast.lr_means == 2 * base.lr_means and fast.lr_colors == 2 * base.lr_colors
+    assert fast.lr_angles == base.lr_angles
+    assert fit_config(100.0, 300) == base and fit_config(1000.0, 3000) == base

@@ -14,7 +14,7 @@ import numpy as np
 from ..container import Chunk, write_container
 from ..errors import InputError
 from .codec import CHUNK_TYPE, coding_order, encode_payload
-from .fit import FitConfig, GaussianFitter, default_steps, resolve_device
+from .fit import GaussianFitter, default_steps, fit_config, resolve_device
 from .quantize import QuantSpec, dequantize_colors, quantize, quantize_colors
 
 PHASES = (0.65, 0.27, 0.08)  # float fit | float fit after the first pruning | quantiser in the loop
@@ -112,7 +112,7 @@ def encode_array(image: np.ndarray, budget: int, *, steps: int | None, device: s
         steps = default_steps(dev, h * w / n)
     bg_q, bg = background_for(image, spec)
     init = init_fn(image - bg.astype(np.float32), n, seed)
-    fitter = GaussianFitter(image, init, device=dev, config=FitConfig(), render_fn=render_fn, seed=seed,
+    fitter = GaussianFitter(image, init, device=dev, config=fit_config(h * w / n, steps), render_fn=render_fn, seed=seed,
                             background=bg)
     s1, s2, s3 = _split_steps(steps)
     color_iters = min(COLOR_ITERS, steps // 5)

@@ -6,7 +6,7 @@ straight-through quantiser of the fine-tuning phase rounds exactly what the bits
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,6 +20,7 @@ CPU_STEPS_DENSE = 600        # below DENSE_PPG pixels per Gaussian (about CR 200
 CPU_STEPS_SPARSE = 300
 DENSE_PPG = 300.0
 CUDA_STEPS = 3000
+SPARSE_LR_SCALE = 2.0        # rate multiplier of short sparse fits (see fit_config)
 SSIM_CROP = 192          # side of the random square on which each step's SSIM term is taken
 MIN_COARSE_SIDE = 32     # coarse warm-up levels keep at least this many pixels per side
 MAX_COARSE_FACTOR = 8
@@ -37,6 +38,21 @@ class FitConfig:
     l1_weight: float = 0.9        # loss = w * L1 + (1 - w) * (1 - SSIM), the paper's lambda
     lr_final: float = 0.3         # cosine decay of every rate down to this fraction (0.1: -0.1 dB)
     min_scale: float = 0.6        # sigma floor (pixels): smaller Gaussians quantise badly
+
+
+def fit_config(pixels_per_gaussian: float, steps: int) -> FitConfig:
+    """Learning rates for a fit: position, scale and colour rates doubled for short sparse fits.
+
+    Large Gaussians must travel far in few steps: at 300 steps and 300+ pixels per Gaussian,
+    doubling these rates gave +0.14 to +0.22 dB (mean of 4 Kodak images at CR 500 and 1000,
+    two sets of 4 images; angles were left as they are).
+    """
+    cfg = FitConfig()
+    if pixels_per_gaussian >= DENSE_PPG and steps <= CPU_STEPS_SPARSE:
+        k = SPARSE_LR_SCALE
+        cfg = replace(cfg, lr_means=cfg.lr_means * k, lr_log_scales=cfg.lr_log_scales * k,
+                      lr_colors=cfg.lr_colors * k)
+    return cfg
 
 
 def default_steps(device: str, pixels_per_gaussian: float) -> int:
