@@ -14,7 +14,7 @@ from .lsq import cgls
 from .quantize import LOG2_SCALE_MAX, LOG2_SCALE_MIN, QuantSpec, color_matrices
 
 # Default iteration counts. On CPU, dense fits (low ratios) are step-bound and sparse ones are
-# not: on Kodak, 300 -> 600 steps gave +0.45..0.8 dB at CR 20 and +0.4 dB at CR 100 (1000
+# not: on Kodak, 300 -> 600 steps gave +0.45..0.8 dB at CR 20 and +0.27..0.38 dB at CR 100 (1000
 # steps at CR 20: at most +0.26 dB more), and nothing at CR 500.
 CPU_STEPS_DENSE = 600        # below DENSE_PPG pixels per Gaussian (about CR 200 and lower on RGB)
 CPU_STEPS_SPARSE = 300

@@ -130,11 +130,17 @@ def quantize(params: dict, spec: QuantSpec, size: tuple[int, int]) -> dict:
     t = np.rint(ang / (PI64 / levels)).astype(np.int64) + np.where(swap, levels >> 1, 0)
     t = np.mod(t, levels) << (spec.angle_bits - b)
     t = np.where(la == 0, 0, t)
-    cols = np.asarray(params["colors"], np.float64)
+    q = _quantize_coded(params["colors"], spec)
+    return {"px": px, "py": py, "ls": ls, "la": la, "t": t, "q": q}
+
+
+def _quantize_coded(cols: np.ndarray, spec: QuantSpec) -> np.ndarray:
+    """Coded-space colours (M, C) -> integers at the spec's precision, within the colour limits."""
+    cols = np.asarray(cols, np.float64)
     q = np.empty(cols.shape, np.int64)
     for ch, (s, (lo, hi)) in enumerate(zip(spec.color_shifts, spec.color_bounds(cols.shape[1]))):
         q[:, ch] = np.clip(np.rint(cols[:, ch] * (1 << s)), lo, hi).astype(np.int64)
-    return {"px": px, "py": py, "ls": ls, "la": la, "t": t, "q": q}
+    return q
 
 
 def exp2_fixed(idx: np.ndarray, bits: int) -> np.ndarray:
@@ -162,11 +168,7 @@ def quantize_colors(rgb: np.ndarray, spec: QuantSpec) -> np.ndarray:
     """RGB (or grey) colours (M, C) -> coded-space integers at the spec's colour precision."""
     rgb = np.asarray(rgb, np.float64)
     fwd, _ = color_matrices(rgb.shape[1])
-    cols = rgb @ fwd.T
-    q = np.empty(cols.shape, np.int64)
-    for ch, (s, (lo, hi)) in enumerate(zip(spec.color_shifts, spec.color_bounds(cols.shape[1]))):
-        q[:, ch] = np.clip(np.rint(cols[:, ch] * (1 << s)), lo, hi).astype(np.int64)
-    return q
+    return _quantize_coded(rgb @ fwd.T, spec)
 
 
 def dequantize_colors(q: np.ndarray, spec: QuantSpec) -> tuple[np.ndarray, np.ndarray]:
