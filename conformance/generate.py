@@ -148,6 +148,8 @@ GSZ_CASES = [
     ("gsz-deg3-medium", 3, "medium", 600, {}, "SH degree 3, SH codebook and direct paths"),
     ("gsz-deg3-low", 3, "low", 300, {}, "SH degree 3, low quality"),
     ("gsz-deg0-multigroup", 0, "medium", 700, {"group_size": 256}, "several SGRP groups"),
+    ("gsz-deg1-transform", 1, "medium", 700, {}, "SH transform (a group of at least 8 D^2 = 648 Gaussians)"),
+    ("gsz-v1-deg3-medium", 3, "medium", 600, {"major": 1}, "version 1.0 file (no SH transform field): still decoded"),
 ]
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..container import Chunk, Container, read_container, write_container
+from ..container.format import MAJOR
 from ..container.byteio import ByteReader, ByteWriter
 from ..errors import CorruptError, InputError, LimitError, UnsupportedError
-from .base.attrs import dequantise, ints_to_rotation
+from .base.attrs import dequantise, dequantise_fixed, ints_to_rotation
 from .base.importance import importance as scene_importance
 from .base.group import Header, decode_group, encode_group
 from .base.morton import morton_encode
@@ -48,16 +49,16 @@ def _grid(means: np.ndarray, bits: int) -> tuple[np.ndarray, float, int]:
 
 def encode_scene(scene: GaussianScene, *, quality: str = "medium", progress: bool = False,
                  metadata: dict | None = None, extra_chunks=(), group_size: int = DEFAULT_GROUP,
-                 importance: str = "auto") -> bytes:
+                 importance: str = "auto", major: int = MAJOR["gsz"]) -> bytes:
     """Encode the base layer of a scene to .gsz bytes (importance: see encode_base_chunks)."""
     chunks, _ = encode_base_chunks(scene, quality=quality, progress=progress, group_size=group_size,
-                                   importance=importance)
-    return write_container("gsz", chunks + list(extra_chunks), metadata)
+                                   importance=importance, major=major)
+    return write_container("gsz", chunks + list(extra_chunks), metadata, major=major)
 
 
 def encode_base_chunks(scene: GaussianScene, *, quality: str = "medium", progress: bool = False,
-                       group_size: int = DEFAULT_GROUP, importance: str = "auto"
-                       ) -> tuple[list[Chunk], dict[str, np.ndarray]]:
+                       group_size: int = DEFAULT_GROUP, importance: str = "auto",
+                       major: int = MAJOR["gsz"]) -> tuple[list[Chunk], dict[str, np.ndarray]]:
     """The base-layer chunks and the canonical integers the decoder will reproduce.
 
     importance picks the per-Gaussian precision (an encoder choice; the stream carries the
@@ -82,7 +83,7 @@ def encode_base_chunks(scene: GaussianScene, *, quality: str = "medium", progres
     origin, step, nb, gq, codes, order = sort_order(scene, q.pos_bits)
     ngroups = -(-n // group_size)
     h = Header(n, scene.sh_degree, q.code, nb, origin, step, q.dc_step, q.rest_step,
-               q.opacity_step, q.scale_step, q.rot_levels, ngroups, q.caps())
+               q.opacity_step, q.scale_step, q.rot_levels, ngroups, q.caps(), major)
     chunks = [Chunk(HEADER_TYPE, _write_header(h))]
     parts: list[dict] = []
     bar = _bar(progress, ngroups, "encode")
@@ -132,7 +133,7 @@ def _write_header(h: Header) -> bytes:
     return w.getvalue()
 
 
-def _read_header(data: bytes) -> Header:
+def _read_header(data: bytes, major: int) -> Header:
     r = ByteReader(data, "SHDR chunk")
     count = r.varint(MAX_GAUSSIANS)
     deg, qual, nb = r.u8(), r.u8(), r.u8()
@@ -157,7 +158,7 @@ def _read_header(data: bytes) -> Header:
         raise CorruptError("invalid quantiser step")
     if not -(-count // MAX_GROUP) <= groups <= count:
         raise CorruptError(f"inconsistent group count {groups}")
-    return Header(count, deg, qual, nb, origin, pos_step, *steps, rot_levels, groups, caps)
+    return Header(count, deg, qual, nb, origin, pos_step, *steps, rot_levels, groups, caps, major)
 
 
 def _merge(parts: list[dict], h: Header) -> dict[str, np.ndarray]:
@@ -184,7 +185,7 @@ def _decode_ints(c: Container, progress: bool) -> tuple[Header, dict[str, np.nda
     for ch in c.chunks:
         if ch.type[:1] == b"S" and ch.type not in KNOWN:
             raise UnsupportedError(f"unknown critical base-layer chunk {ch.type.decode()}")
-    h = _read_header(c.require(HEADER_TYPE))
+    h = _read_header(c.require(HEADER_TYPE), c.version[0])
     groups = c.all(GROUP_TYPE)
     if len(groups) != h.groups:
         raise CorruptError(f"the header declares {h.groups} groups, the file has {len(groups)}")
@@ -215,7 +216,9 @@ def decode_base_cells(container: Container, progress: bool = False
     """The base-layer scene and each Gaussian's quantiser step per attribute (float32, broadcastable).
 
     The original attribute lies within about half a step of the decoded one (further on the
-    SH codebook path), which is what decoder-side refinement needs to know how far to move.
+    SH codebook path; with an SH transform, half a step per transform coefficient, so the
+    f_rest error vector is at most sqrt(D)/2 steps long), which is what decoder-side
+    refinement needs to know how far to move.
     """
     h, ints = _decode_ints(container, progress)
     cls = ints["class"]
@@ -235,7 +238,7 @@ def _dequantise(h: Header, ints: dict[str, np.ndarray]) -> GaussianScene:
     means = (h.origin[None, :] + ints["position"].astype(np.float64) * h.pos_step).astype(np.float32)
     dc = dequantise(ints["dc"], h.dc_step)
     k1 = SH_COEFFS[h.sh_degree] - 1
-    rest = dequantise(ints["sh_rest"], h.rest_step) if k1 else np.zeros((n, 0, 3), np.float32)
+    rest = dequantise_fixed(ints["sh_rest"], h.rest_step) if k1 else np.zeros((n, 0, 3), np.float32)
     opacity = dequantise(ints["opacity"], h.opacity_step)
     scales = dequantise(ints["scale"], h.scale_step)
     rots = ints_to_rotation(ints["rot_index"], ints["rot"], h.rot_levels)
@@ -249,7 +252,7 @@ def decode_scene(data: bytes, progress: bool = False) -> GaussianScene:
 
 def describe(c: Container) -> dict:
     """Header summary for gsinfo and the viewer API."""
-    h = _read_header(c.require(HEADER_TYPE))
+    h = _read_header(c.require(HEADER_TYPE), c.version[0])
     names = {0: "low", 1: "medium", 2: "high"}
     return {"gaussians": h.count, "sh_degree": h.sh_degree, "quality": names.get(h.quality, str(h.quality)),
             "groups": h.groups, "position_bits": h.pos_bits}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .params import QMAX
+from .transform import TBITS
 
 
 def quantise(x: np.ndarray, step: float) -> np.ndarray:
@@ -28,6 +29,18 @@ def quantise_classes(x: np.ndarray, step: float, cls: np.ndarray) -> np.ndarray:
 def dequantise(q: np.ndarray, step: float) -> np.ndarray:
     """Integer multiples of a float32 step, as float32 (one rounding)."""
     return np.asarray(q).astype(np.float32) * np.float32(step)
+
+
+def dequantise_fixed(s: np.ndarray, step: float) -> np.ndarray:
+    """Integers in units of step * 2**-TBITS (the SH rest form) as float32.
+
+    One binary64 multiplication by float32(step) * 2**-TBITS (exact power-of-two scaling),
+    then one rounding to binary32: two correctly rounded IEEE operations, the same bits on
+    every platform. When s = v * 2**TBITS the product is exact, giving the bits of
+    float32(v) * float32(step).
+    """
+    scale = np.float64(np.float32(step)) * np.float64(2.0 ** -TBITS)
+    return (np.asarray(s).astype(np.float64) * scale).astype(np.float32)
 
 
 def rotation_to_ints(rot: np.ndarray, levels: int, cls: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

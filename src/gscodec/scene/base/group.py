@@ -15,7 +15,10 @@ from .morton import morton_decode
 from .params import MAX_CLASS, MAX_CODEBOOK, MAX_GROUP, QMAX, Quality
 from .pose import canonical_pose
 from .positions import PositionCoder, PositionReader
+from .transform import ONE, forward, identity, inverse_fixed, klt
 from .vq import choose_paths
+
+TRANSFORM_MIN_PER_ENTRY = 8   # groups of at least 8 D^2 Gaussians get an SH transform (it costs ~2 D^2 bytes)
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Header:
     rot_levels: int
     groups: int
     caps: tuple = (0, 0, 0, 0, 0)   # largest shift of opacity, scale, rotation, dc, SH rest
+    major: int = 2                  # container major version (1: no SH transform field)
 
     def shifts(self, cls: np.ndarray) -> list[np.ndarray]:
         """Per-attribute shifts min(class, cap), in the order of `caps`."""
@@ -93,28 +97,38 @@ def encode_group(codes: np.ndarray, means_q: np.ndarray, dc, rest, opacity, scal
     if h.sh_degree > 0:
         d = rest.shape[1] * 3
         flat = rest.reshape(n, d).astype(np.float64)
-        qd = quantise_classes(flat, h.rest_step, sh_rest)
-        cb, path, idx = choose_paths(flat, qd, h.rest_step, imp,
+        use_t = h.major >= 2 and n >= TRANSFORM_MIN_PER_ENTRY * d * d
+        t = klt(flat) if use_t else identity(d)
+        coef = forward(flat, t) if use_t else flat
+        conv = (lambda a: a) if use_t else to_gdiff
+        qd = quantise_classes(coef, h.rest_step, sh_rest)
+        cb, path, idx = choose_paths(coef, qd, h.rest_step, imp,
                                      q.vq_lambda, min(q.codebook, MAX_CODEBOOK), sh_rest)
         cb = np.clip(cb, -QMAX, QMAX)
+        if h.major >= 2:
+            w.u8(1 if use_t else 0)
+            if use_t:
+                for v in t.ravel():
+                    w.svarint(int(v))
         k = cb.shape[0]
         w.varint(k)
         if k:
             qd = np.where(path[:, None] == 1, cb[idx], qd)
-            extra = [ChannelSetEncoder(to_gdiff(cb), predict=False),
+            extra = [ChannelSetEncoder(conv(cb), predict=False),
                      ChannelSetEncoder(path[:, None]),
                      ChannelSetEncoder(idx[:, None], mask=path == 1, predict=False, contexts=False)]
         else:
             path = np.zeros(n, np.int64)
             idx = np.zeros(n, np.int64)
             extra = []
-        extra.append(ChannelSetEncoder(to_gdiff(qd), mask=path == 0, shift=sh_rest))
+        extra.append(ChannelSetEncoder(conv(qd), mask=path == 0, shift=sh_rest))
         for s in extra:
             s.write_header(w)
         sets += extra
         ints["sh_path"], ints["sh_index"] = path, np.where(path == 1, idx, 0)
         ints["codebook"] = cb
-        ints["sh_rest"] = qd.reshape(n, -1, 3)
+        ints["sh_transform"] = t
+        ints["sh_rest"] = inverse_fixed(qd, t).reshape(n, -1, 3)
     enc = Encoder()
     pos.encode(enc)
     for s in sets:
@@ -140,7 +154,13 @@ def decode_group(data: bytes, h: Header, n_max: int) -> dict[str, np.ndarray]:
             ChannelSetDecoder(r, 1), ChannelSetDecoder(r, 3), ChannelSetDecoder(r, 3)]
     k = 0
     d = 3 * ((h.sh_degree + 1) ** 2 - 1)
+    t = identity(d)
+    use_t = False
     if h.sh_degree > 0:
+        if h.major >= 2:
+            use_t = bool(r.u8())
+            if use_t:
+                t = np.array([r.svarint(ONE) for _ in range(d * d)], np.int64).reshape(d, d)
         k = r.varint(MAX_CODEBOOK)
         if k:
             sets += [ChannelSetDecoder(r, d), ChannelSetDecoder(r, 1),
@@ -166,10 +186,11 @@ def decode_group(data: bytes, h: Header, n_max: int) -> dict[str, np.ndarray]:
         s.decode(dec, v, shift=shift)
         out[name] = from_gdiff(v) if name == "dc" else v
     if h.sh_degree > 0:
+        conv, unconv = ((lambda a: a), (lambda a: a)) if use_t else (to_gdiff, from_gdiff)
         if k:
             cb = np.zeros((k, d), np.int64)
             sets[6].decode(dec, cb)
-            cb = from_gdiff(cb)
+            cb = unconv(cb)
             _check(cb, -QMAX, QMAX, "codebook")
             path = np.zeros((n, 1), np.int64)
             sets[7].decode(dec, path)
@@ -179,17 +200,18 @@ def decode_group(data: bytes, h: Header, n_max: int) -> dict[str, np.ndarray]:
             sets[8].decode(dec, idx, mask=path == 1)
             _check(idx, 0, k - 1, "codebook index")
             idx = idx[:, 0]
-            rest = np.where(path[:, None] == 1, to_gdiff(cb)[idx], 0)
+            rest = np.where(path[:, None] == 1, conv(cb)[idx], 0)
         else:
             cb = np.zeros((0, d), np.int64)
             path = np.zeros(n, np.int64)
             idx = np.zeros(n, np.int64)
             rest = np.zeros((n, d), np.int64)
         sets[-1].decode(dec, rest, mask=path == 0, shift=sh_rest)
-        rest = from_gdiff(rest)
+        rest = unconv(rest)
         _check(rest, -QMAX, QMAX, "SH coefficient")
         out["sh_path"], out["sh_index"], out["codebook"] = path, idx, cb
-        out["sh_rest"] = rest.reshape(n, -1, 3)
+        out["sh_transform"] = t
+        out["sh_rest"] = inverse_fixed(rest, t).reshape(n, -1, 3)
     _check(out["opacity"], -QMAX, QMAX, "opacity")
     _check(out["scale"], -QMAX, QMAX, "scale")
     _check(out["dc"], -QMAX, QMAX, "colour")
