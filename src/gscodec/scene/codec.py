@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..container import Chunk, Container, read_container, write_container
-from ..container.format import MAJOR
+from ..container import MAJOR, Chunk, Container, read_container, write_container
 from ..container.byteio import ByteReader, ByteWriter
 from ..errors import CorruptError, InputError, LimitError, UnsupportedError
 from .base.attrs import dequantise, dequantise_fixed, ints_to_rotation

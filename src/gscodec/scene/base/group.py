@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...container import MAJOR
 from ...container.byteio import ByteReader, ByteWriter
 from ...entropy import Decoder, Encoder
 from ...errors import CorruptError, LimitError
@@ -38,7 +39,7 @@ class Header:
     rot_levels: int
     groups: int
     caps: tuple = (0, 0, 0, 0, 0)   # largest shift of opacity, scale, rotation, dc, SH rest
-    major: int = 2                  # container major version (1: no SH transform field)
+    major: int = MAJOR["gsz"]       # container major version (1: no SH transform field)
 
     def shifts(self, cls: np.ndarray) -> list[np.ndarray]:
         """Per-attribute shifts min(class, cap), in the order of `caps`."""
@@ -57,6 +58,13 @@ def from_gdiff(v: np.ndarray) -> np.ndarray:
     t = v.reshape(v.shape[0], -1, 3)
     g = t[:, :, 0]
     return np.stack([t[:, :, 1] + g, g, t[:, :, 2] + g], axis=2).reshape(v.shape)
+
+
+def sh_coded_form(transformed: bool):
+    """(to coded, from coded) integer maps of SH vectors: identity in a transform's basis, else (G, R-G, B-G)."""
+    if transformed:
+        return (lambda a: a), (lambda a: a)
+    return to_gdiff, from_gdiff
 
 
 def precision_classes(imp: np.ndarray, bias: float) -> np.ndarray:
@@ -100,7 +108,7 @@ def encode_group(codes: np.ndarray, means_q: np.ndarray, dc, rest, opacity, scal
         use_t = h.major >= 2 and n >= TRANSFORM_MIN_PER_ENTRY * d * d
         t = klt(flat) if use_t else identity(d)
         coef = forward(flat, t) if use_t else flat
-        conv = (lambda a: a) if use_t else to_gdiff
+        conv, _ = sh_coded_form(use_t)
         qd = quantise_classes(coef, h.rest_step, sh_rest)
         cb, path, idx = choose_paths(coef, qd, h.rest_step, imp,
                                      q.vq_lambda, min(q.codebook, MAX_CODEBOOK), sh_rest)
@@ -186,7 +194,7 @@ def decode_group(data: bytes, h: Header, n_max: int) -> dict[str, np.ndarray]:
         s.decode(dec, v, shift=shift)
         out[name] = from_gdiff(v) if name == "dc" else v
     if h.sh_degree > 0:
-        conv, unconv = ((lambda a: a), (lambda a: a)) if use_t else (to_gdiff, from_gdiff)
+        conv, unconv = sh_coded_form(use_t)
         if k:
             cb = np.zeros((k, d), np.int64)
             sets[6].decode(dec, cb)

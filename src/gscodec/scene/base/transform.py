@@ -1,8 +1,9 @@
 """Decorrelating transform of the SH rest coefficients (an integer matrix stored per group).
 
 The D = 3 (K_sh - 1) rest coefficients of a Gaussian are strongly correlated across colour
-channels and SH bands. The encoder measures their second moments and stores the eigenvectors (Karhunen-Loeve transform), in decreasing order of energy, as
-integers in units of 2**-TBITS; Gaussians are then coded as coefficients c in that basis.
+channels and SH bands. The encoder measures their second moments and stores the
+eigenvectors (Karhunen-Loeve transform), in decreasing order of energy, as integers in
+units of 2**-TBITS; Gaussians are then coded as coefficients c in that basis.
 The decoder only multiplies: the rest values in units of rest_step * 2**-TBITS are the
 exact integer products c @ T (int64), so the result is the same on every platform.
 The rows are orthonormal up to rounding, so a uniform step in c costs the same squared
