@@ -83,6 +83,28 @@ def test_actual_size_within_byte_budget(kw, limit):
     assert read_container(data).metadata == {"encoder": "test"}
 
 
+def test_budget_pruning_keeps_the_most_gaussians_that_fit():
+    from gscodec.image.encoder import _largest_fitting
+    from gscodec.image.fit import GaussianFitter
+
+    img = _test_image(48, 64, seed=5).astype(np.float32) / 255
+    rng = np.random.default_rng(0)
+    n = 60
+    init = {"means": rng.uniform(0, 48, (n, 2)), "scales": rng.uniform(1, 4, (n, 2)),
+            "angles": rng.uniform(0, 3, n), "colors": rng.uniform(-0.3, 0.3, (n, 3))}
+    fitter = GaussianFitter(img, init)
+    spec, bg = QuantSpec(pos_shift=1), np.zeros(3, np.int64)
+    params, order = fitter.export(), np.argsort(-fitter.importance(), kind="stable")
+
+    def size(k):
+        keep = np.sort(order[:k])
+        return len(pack({a: v[keep] for a, v in params.items()}, spec, (48, 64), 3, None, bg)[0])
+
+    budget = (size(20) + size(40)) // 2
+    k = _largest_fitting(fitter, spec, (48, 64), 3, None, budget, bg)
+    assert 20 <= k < 40 and size(k) <= budget < size(k + 1)
+
+
 def test_extreme_ratio_and_too_small_budget():
     img = _test_image(96, 128, seed=4)
     data = encode_image(img, ratio=500, steps=4, device="cpu")  # 73 bytes for the whole file
