@@ -443,3 +443,18 @@ def test_gsplat_parity():
     for a, b in zip(ps, pg):
         rel = (a.grad - b.grad.cpu()).norm() / b.grad.norm().clamp_min(1e-12)
         assert rel < 2e-2
+
+
+@pytest.mark.parametrize("size", [(64, 48), (61, 45)])
+def test_blend_weights_equal_the_colour_gradient(size):
+    from gscodec.render.scene3d import blend_weights
+
+    means, quats, scales, opac, _ = random_scene(60, seed=3, spread=1.6)
+    quats = quats / quats.norm(dim=-1, keepdim=True)
+    cam = ident_cam(*size)
+    sh = torch.zeros(60, 1, 3, dtype=torch.float64, requires_grad=True)
+    out = S.render_scene(means, quats, scales, opac, sh, cam, backend="torch")
+    (g,) = torch.autograd.grad(out.sum(), sh)
+    w = blend_weights(means, quats, scales, opac, cam)
+    assert (w > 0).sum() > 10
+    torch.testing.assert_close(w, g[:, 0, 0] / SH_C0, rtol=1e-9, atol=1e-12)

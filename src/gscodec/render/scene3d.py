@@ -615,6 +615,48 @@ def _render_gsplat(means, quats, scales, opacities, sh, camera, background, near
     return img[0]
 
 
+def blend_weights(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
+                  opacities: torch.Tensor, camera: Camera, near: float = 0.01,
+                  far: float = 1e10) -> torch.Tensor:
+    """Each Gaussian's blending weight (alpha times transmittance) summed over the image's pixels.
+
+    The same quantity as the gradient of the summed render with respect to a colour, but in
+    one forward pass of the torch compositor (no backward), so about half the work.
+    """
+    dev, dt = means.device, means.dtype
+    workers = torch.get_num_threads() if dev.type == "cpu" else 1
+    out = torch.zeros(means.shape[0], dtype=dt, device=dev)
+    with torch.no_grad(), _torch_threads(1) if workers > 1 else nullcontext():
+        cam = _cam_tensors(camera, dev, dt)
+        ids, radii, depths, m2_fixed = _cull(means, quats, scales, opacities, cam, near, far)
+        m2, conics = _visible_geometry(means[ids], quats[ids], scales[ids], cam)
+        pp = _Padded.build(m2, conics, opacities[ids], torch.zeros(ids.numel(), 3, dtype=dt, device=dev))
+        total = torch.zeros(ids.numel() + 1, dtype=dt, device=dev)
+        for plan in _make_bands(Projection(ids, m2_fixed, conics, depths, radii), cam.width, cam.height):
+            plan.workers = workers
+            band = plan.build()
+            for part in _run_groups(_batches(band), lambda b: _weight_group(band, b, pp, cam), workers):
+                total += part
+        out[ids] = total[:-1]
+    return out
+
+
+def _weight_group(band: _Band, batches: list[slice], pp: _Padded, cam: _Cam) -> torch.Tensor:
+    """Summed blending weights (padded rows) over the in-image pixels of some batches' tiles."""
+    dev, dt = pp.means2d.device, pp.means2d.dtype
+    total = torch.zeros(pp.means2d.shape[0], dtype=dt, device=dev)
+    pix = torch.arange(TILE * TILE, device=dev)
+    for bs in batches:
+        tiles = band.tiles[bs]
+        # Tiles overhang the image's right and bottom edges; those pixels are cropped away.
+        px = (tiles % band.tiles_x)[:, None] * TILE + pix % TILE
+        py = (tiles // band.tiles_x + band.row0)[:, None] * TILE + pix // TILE
+        inside = ((px < cam.width) & (py < cam.height)).to(dt)
+        for act, st, (_, _, _, _, w) in _steps(band, bs, pp, {}):
+            total.index_add_(0, st.gi.reshape(-1), (w * inside[act][:, :, None]).sum(1).reshape(-1))
+    return total
+
+
 def activate_scene(scene, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
     """(means, quats, scales, opacities, sh) tensors from PLY-convention GaussianScene arrays."""
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)

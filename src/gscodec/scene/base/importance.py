@@ -4,9 +4,10 @@ The precision class of a Gaussian (its quantiser step multiplier) follows its im
 that every Gaussian adds about the same importance-weighted error. Two measures:
 
 - geometric: opacity times the area of its two largest axes (no rendering);
-- render: the blending weight the Gaussian receives, summed over the pixels of a few small
-  orbit views around the scene (the gradient of the summed render with respect to its DC
-  colour), so hidden and sub-pixel Gaussians rank low and large visible ones rank high.
+- render: the blending weight the Gaussian receives (alpha times transmittance), summed over
+  the pixels of a few small orbit views around the scene (what the gradient of the summed
+  render with respect to its colour would give, in one forward pass), so hidden and
+  sub-pixel Gaussians rank low and large visible ones rank high.
   It needs torch (imported lazily); the decoder never computes importance.
 """
 from __future__ import annotations
@@ -37,21 +38,15 @@ def render_importance(scene) -> np.ndarray:
     import torch
 
     from ...render.cameras import orbit_cameras
-    from ...render.scene3d import activate_scene, render_scene
+    from ...render.scene3d import activate_scene, blend_weights
 
     geo = geometric_importance(scene.opacity, scene.scales)
     cams = [c for n, el in RENDER_VIEWS
             for c in orbit_cameras(scene.means, n=n, width=RENDER_SIZE, height=RENDER_SIZE, elevation_deg=el)]
-    m, q, s, o, sh = activate_scene(scene, "cpu")
-    # Blending is linear in the colours, so the gradient with respect to a Gaussian's colour is
-    # its blending weight whatever the colour; a mid-grey DC term (colour 0.5) keeps dark
-    # Gaussians away from the renderer's clamp at 0, where the gradient would vanish.
-    sh = torch.zeros_like(sh[:, :1]).requires_grad_(True)
+    m, q, s, o, _ = activate_scene(scene, "cpu")
     w = torch.zeros(scene.count, dtype=torch.float64)
     for cam in cams:
-        out = render_scene(m, q, s, o, sh, cam, backend="torch")
-        (g,) = torch.autograd.grad(out.sum(), sh)
-        w += g[:, 0, :].abs().sum(1).double()
+        w += blend_weights(m, q, s, o, cam).double()
     w = w.numpy()
     if not np.isfinite(w).all() or not (w > 0).any():
         return geo
