@@ -168,7 +168,7 @@ def _largest_fitting(fitter: GaussianFitter, spec: QuantSpec, size, channels: in
     bytes; the caller re-checks after the colour refit and prunes again if needed.
     """
     params = fitter.export()
-    order = np.argsort(-fitter.importance(), kind="stable")
+    order = _strongest_first(fitter)
     lo, hi = 0, fitter.count - 1          # lo always fits (0: the caller's empty-file fallback)
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -185,8 +185,12 @@ def _prune(fitter: GaussianFitter, keep: int) -> None:
     keep = max(0, min(keep, fitter.count))
     if keep == fitter.count:
         return
-    order = np.argsort(-fitter.importance(), kind="stable")[:keep]
-    fitter.keep(np.sort(order))
+    fitter.keep(np.sort(_strongest_first(fitter)[:keep]))
+
+
+def _strongest_first(fitter: GaussianFitter) -> np.ndarray:
+    """Gaussian indices by decreasing importance (ties in index order): the pruning order."""
+    return np.argsort(-fitter.importance(), kind="stable")
 
 
 def _initial_count(payload_budget: int, h: int, w: int, c: int) -> int:
