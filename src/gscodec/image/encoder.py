@@ -107,7 +107,10 @@ def encode_array(image: np.ndarray, budget: int, *, steps: int | None, device: s
         raise InputError("steps must be non-negative")
     torch.manual_seed(seed)
     if init_fn is None:
-        from .init import smartsplat_init as init_fn
+        from functools import partial
+
+        from .init import smartsplat_init
+        init_fn = partial(smartsplat_init, device=dev)
 
     payload_budget = budget - floor_bytes - 3   # chunk length varint may grow by up to 3 bytes
     n = _initial_count(payload_budget, h, w, c)

@@ -250,14 +250,15 @@ def weighted_median_colors(image: np.ndarray, pts: np.ndarray, scales: np.ndarra
     return out
 
 
-def _fit_colors(image: np.ndarray, means, scales, angles, colors, steps: int) -> np.ndarray:
+def _fit_colors(image: np.ndarray, means, scales, angles, colors, steps: int,
+                device: str = "cpu") -> np.ndarray:
     """Divide colours by their footprint-weighted coverage, then refine by CGLS steps."""
     import torch
 
     from ..render.image2d import render_image, splat_adjoint
 
     h, w, c = image.shape
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=device)  # noqa: E731
     m, s, a = t(means), t(scales), t(angles)
     target = t(image)
 
@@ -269,7 +270,7 @@ def _fit_colors(image: np.ndarray, means, scales, angles, colors, steps: int) ->
         return splat_adjoint(m, s, a, img, (h, w))
 
     n = len(m)
-    cover = fwd(torch.ones(n, 1))
+    cover = fwd(torch.ones(n, 1, device=device))
     g = adj(torch.cat([cover, torch.ones_like(cover)], dim=2))
     # mean coverage seen by each Gaussian: with it, flat regions come out at the right level
     # a Gaussian that hits no pixel centre has no footprint; leave its colour alone
@@ -279,17 +280,19 @@ def _fit_colors(image: np.ndarray, means, scales, angles, colors, steps: int) ->
     if steps > 0:
         # CGLS on min ||A x - b||^2 (A: colours -> image is linear for fixed geometry)
         x = cgls(fwd, adj, x, target, steps)
-    return x.numpy().astype(np.float64)
+    return x.cpu().numpy().astype(np.float64)
 
 
 def smartsplat_init(image: np.ndarray, n: int, seed: int = 0, *, scale_mode: str = "paper",
-                    color_steps: int = 4, knn_factor: float = KNN_FACTOR) -> dict[str, np.ndarray]:
+                    color_steps: int = 4, knn_factor: float = KNN_FACTOR,
+                    device: str = "cpu") -> dict[str, np.ndarray]:
     """SmartSplat initialisation: n Gaussians (means, scales, angles, colors) approximating image.
 
     scale_mode "paper": variational points get the decayed base scale, uniform points their
     3-NN mean distance (as in SmartSplat); "knn": every point gets its 3-NN mean distance
     (overlapping Gaussians, a smoother first render). After the coverage normalisation,
-    color_steps CGLS steps (two renders each) fit the colours to the image by least squares.
+    color_steps CGLS steps (two renders each) fit the colours to the image by least squares,
+    on `device` (a torch device name: the renders dominate the time on large images).
     """
     if scale_mode not in ("paper", "knn"):
         raise ValueError(f"scale_mode must be 'paper' or 'knn', got {scale_mode!r}")
@@ -323,7 +326,7 @@ def smartsplat_init(image: np.ndarray, n: int, seed: int = 0, *, scale_mode: str
     colors = weighted_median_colors(img, pts, scl)
     scales = np.repeat(scl[:, None], 2, axis=1)
     angles = rng.random(len(pts)) * math.pi
-    colors = _fit_colors(img, pts, scales, angles, colors, color_steps)
+    colors = _fit_colors(img, pts, scales, angles, colors, color_steps, device)
     f = np.float32
     return {"means": pts.astype(f), "scales": scales.astype(f), "angles": angles.astype(f),
             "colors": colors.astype(f)}

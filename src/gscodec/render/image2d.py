@@ -49,13 +49,18 @@ def _ranges(lo, hi, limit: int):
 def render_image(means: torch.Tensor, scales: torch.Tensor, angles: torch.Tensor,
                  colors: torch.Tensor, src_size: tuple[int, int],
                  out_size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Render 2D Gaussians (accumulated, opacity 1, 3-sigma cut) to an (H', W', C) image."""
+    """Render 2D Gaussians (accumulated, opacity 1, 3-sigma cut) to an (H', W', C) image.
+
+    Differentiable in all four inputs; the backward pass walks the Gaussian-pixel pairs again
+    instead of keeping them, so memory stays bounded by the chunk sizes at any image size.
+    """
     h, w, oh, ow = _sizes(src_size, out_size)
     dtype = torch.float64 if colors.dtype == torch.float64 else torch.float32
     nchan = int(colors.shape[1])
-    img = torch.zeros(nchan, oh * ow, dtype=dtype, device=means.device)
-    _splat(img, None, means, scales, angles, colors, (h, w, oh, ow))
-    return img.t().reshape(oh, ow, nchan)
+    if means.shape[0] == 0:
+        return torch.zeros(oh, ow, nchan, dtype=dtype, device=means.device)
+    geo, col_t = _prepare(means, scales, angles, colors, (h, w, oh, ow), dtype)
+    return _Raster.apply(*geo, col_t, oh, ow).reshape(oh, ow, nchan)
 
 
 def splat_adjoint(means: torch.Tensor, scales: torch.Tensor, angles: torch.Tensor,
@@ -69,82 +74,195 @@ def splat_adjoint(means: torch.Tensor, scales: torch.Tensor, angles: torch.Tenso
     h, w, oh, ow = _sizes(src_size, out_size)
     dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
     nchan = int(image.shape[2])
-    # channel-major layouts: index_add/index_select along the last dim are the fast paths
-    flat = image.to(dtype).reshape(oh * ow, nchan).t().contiguous()
-    out = torch.zeros(nchan, means.shape[0], dtype=dtype, device=means.device)
+    flat = image.to(dtype).reshape(oh * ow, nchan).contiguous()
+    out = torch.zeros(means.shape[0], nchan, dtype=dtype, device=means.device)
+    if means.shape[0] == 0:
+        return out
     with torch.no_grad():
         ones = torch.ones(means.shape[0], 1, dtype=dtype, device=means.device)
-        _splat(out, flat, means, scales, angles, ones, (h, w, oh, ow))
-    return out.t()
+        geo, col_t = _prepare(means, scales, angles, ones, (h, w, oh, ow), dtype)
+        _raster(out, "adjoint", flat, *geo, col_t, oh, ow)
+    return out
 
 
-def _splat(img, adj, means, scales, angles, colors, sizes) -> None:
-    """Scatter colours into img (C, H'*W'), or with adj (C, H'*W') gather into img (C, N)."""
+def _prepare(means, scales, angles, colors, sizes, dtype):
+    """Per-Gaussian output-frame geometry (mx, my, sxx, syy, sxy, det) and amplitude-scaled colours (N, C)."""
     h, w, oh, ow = sizes
-    fx, fy = ow / w, oh / h
-    dtype = img.dtype
-    if means.shape[0] > 0:
-        means, scales, angles, colors = (t.to(dtype) for t in (means, scales, angles, colors))
-        mx, my, sxx, syy, sxy, det, amp = _geometry(means, scales, angles, fx, fy)
-        col_t = (colors * amp[:, None]).t() if amp is not None else colors.t()
-        with torch.no_grad():
-            ey = CUTOFF ** 0.5 * torch.sqrt(syy)
-            finite = (torch.isfinite(mx) & torch.isfinite(my) & torch.isfinite(ey)
-                      & torch.isfinite(sxx) & torch.isfinite(col_t).all(0))
-            r0, r1 = _ranges(torch.where(finite, my - ey, my.new_tensor(0.0)),
-                             torch.where(finite, my + ey, my.new_tensor(-1.0)), oh)
-            nrows = (r1 - r0 + 1).clamp_min(0)
-            gids = torch.nonzero(nrows > 0).squeeze(1)
-            # top-to-bottom order keeps each chunk's scatter inside a band of the image
-            gids = gids[torch.argsort(r0[gids], stable=True)]
-            nrows = nrows[gids]
-            row_cum = torch.cumsum(nrows, 0).cpu()
-        # batches of Gaussians whose rows fit in ROW_CHUNK (one Gaussian has at most oh rows)
-        row_chunk = max(ROW_CHUNK, oh)
-        g_start = 0
-        while g_start < len(gids):
-            base = int(row_cum[g_start - 1]) if g_start > 0 else 0
-            g_end = max(int(torch.searchsorted(row_cum, base + row_chunk, right=True)), g_start + 1)
-            _render_rows(img, adj, gids[g_start:g_end], nrows[g_start:g_end], r0, mx, my, sxx,
-                         syy, sxy, det, col_t, ow)
-            g_start = g_end
+    means, scales, angles, colors = (t.to(dtype) for t in (means, scales, angles, colors))
+    mx, my, sxx, syy, sxy, det, amp = _geometry(means, scales, angles, ow / w, oh / h)
+    col = colors * amp[:, None] if amp is not None else colors
+    return (mx, my, sxx, syy, sxy, det), col
 
 
-def _render_rows(img, adj, gid, nrows, r0, mx, my, sxx, syy, sxy, det, col_t, ow: int) -> None:
-    """Scatter-add Gaussians `gid` (nrows covered rows each) into img, or gather adj for them."""
-    dev = img.device
-    i32 = torch.int32
+class _Raster(torch.autograd.Function):
+    """Scatter of the Gaussians into an (H'*W', C) image with an analytic backward.
+
+    The exponent of a pair is evaluated row-wise (spec/render2d.md): with dy the row offset,
+    k = sxy / syy, u = x - mx - k dy and P = syy / det, arg = -dy^2 / (2 syy) - P u^2 / 2. Its
+    partial derivatives need only the per-row sums of g, g u and g u^2 (g = dLoss/darg). The
+    forward keeps the pair tables (24 bytes a pair) up to CACHE_PAIRS pairs; beyond that the
+    backward enumerates the pairs again, so memory stays bounded at any image size.
+    """
+
+    @staticmethod
+    def forward(ctx, mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int):
+        img = torch.zeros(oh * ow, col_t.shape[1], dtype=col_t.dtype, device=col_t.device)
+        cache: list | None = [] if any(ctx.needs_input_grad) else None
+        for rows, chunks in _batches(mx, my, sxx, syy, sxy, det, col_t, oh, ow):
+            kept = []
+            for rid, pix, u, wgt in chunks:
+                img.index_add_(0, pix, rows["col"].index_select(0, rid) * wgt[:, None])
+                if cache is not None:
+                    kept.append((rid, pix, u, wgt))
+            if cache is not None:
+                cache.append((rows, kept))
+                if sum(len(c[0]) for _, k in cache for c in k) > CACHE_PAIRS:
+                    cache = None
+        ctx.save_for_backward(mx, my, sxx, syy, sxy, det, col_t)
+        ctx.size = (oh, ow)
+        ctx.cache = cache
+        return img
+
+    @staticmethod
+    def backward(ctx, grad):
+        mx, my, sxx, syy, sxy, det, col_t = ctx.saved_tensors
+        nchan = col_t.shape[1]
+        acc = torch.zeros(mx.shape[0], nchan + 5, dtype=col_t.dtype, device=col_t.device)
+        grad = grad.contiguous()
+        batches = ctx.cache
+        if batches is None:
+            batches = _batches(mx, my, sxx, syy, sxy, det, col_t, *ctx.size)
+        geo = any(ctx.needs_input_grad[:6])   # colour-only backward: the CGLS adjoint
+        for rows, chunks in batches:
+            _gather_grads(acc, grad, rows, chunks, nchan, geo)
+        ctx.cache = None
+        g_mx, g_my, g_syy, g_sxy, g_det = acc[:, nchan:].t()
+        return g_mx, g_my, None, g_syy, g_sxy, g_det, acc[:, :nchan], None, None
+
+
+CACHE_PAIRS = 1 << 24   # Gaussian-pixel pairs whose tables the forward keeps for the backward
+
+
+def _gather_grads(acc, grad, rows: dict, chunks, nchan: int, geo: bool = True) -> None:
+    """Add one batch's gradients of the colours, mx, my, syy, sxy, det to acc (N, C + 5).
+
+    With geo False only the colour gradients (the first C columns) are computed.
+    """
+    col = rows["col"]
+    if not geo:
+        acc_r = torch.zeros(len(rows["g"]), nchan, dtype=acc.dtype, device=acc.device)
+        for rid, pix, _, wgt in chunks:
+            acc_r.index_add_(0, rid, grad.index_select(0, pix) * wgt[:, None])
+        acc[:, :nchan].index_add_(0, rows["g"], acc_r)
+        return
+    acc_r = torch.zeros(len(rows["g"]), nchan + 3, dtype=acc.dtype, device=acc.device)
+    for rid, pix, u, wgt in chunks:
+        # per pair: image gradient x weight (the colour gradient) and g = dLoss/darg with
+        # its u and u^2 moments, summed per row
+        buf = torch.empty(len(rid), nchan + 3, dtype=acc.dtype, device=acc.device)
+        gp = torch.mul(grad.index_select(0, pix), wgt[:, None], out=buf[:, :nchan])
+        g = (gp * col.index_select(0, rid)).sum(1)
+        buf[:, nchan] = g
+        buf[:, nchan + 1] = g.mul_(u)
+        buf[:, nchan + 2] = g.mul_(u)
+        acc_r.index_add_(0, rid, buf)
+    s0, s1, s2 = acc_r[:, nchan:].t()
+    t, k, p, det = rows["t"], rows["k"], rows["p"], rows["det"]
+    ps1 = p * s1
+    geo = torch.stack([ps1,                                              # d/d mx
+                       t * s0 - k * ps1,                                 # d/d my
+                       0.5 * t * t * s0 - 0.5 * s2 / det - k * t * ps1,  # d/d syy
+                       t * ps1,                                          # d/d sxy
+                       0.5 * p * s2 / det], 1)                           # d/d det
+    acc.index_add_(0, rows["g"], torch.cat([acc_r[:, :nchan], geo], 1))
+
+
+def _raster(out, mode: str, adj, mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int) -> None:
+    """Scatter colours into out (H'*W', C) (mode render) or, mode adjoint, gather adj (H'*W', C)
+    times each Gaussian's weights into out (N, C)."""
+    for rows, chunks in _batches(mx, my, sxx, syy, sxy, det, col_t, oh, ow):
+        if mode == "render":
+            for rid, pix, _, wgt in chunks:
+                out.index_add_(0, pix, rows["col"].index_select(0, rid) * wgt[:, None])
+            continue
+        acc_r = torch.zeros(len(rows["g"]), adj.shape[1], dtype=out.dtype, device=out.device)
+        for rid, pix, _, wgt in chunks:
+            acc_r.index_add_(0, rid, adj.index_select(0, pix) * (wgt * rows["col"][:, 0].index_select(0, rid))[:, None])
+        out.index_add_(0, rows["g"], acc_r)
+
+
+def _batches(mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int):
+    """Yield (row tables, pair chunks) for batches of Gaussians, top to bottom (no autograd).
+
+    Item-major layouts throughout ((pixels, C), (Gaussians, C)): gathering and scattering
+    whole rows is several times faster than columns.
+    """
     with torch.no_grad():
-        row_g = torch.repeat_interleave(gid, nrows)
-        first = torch.cumsum(nrows, 0) - nrows
-        local = torch.arange(len(row_g), device=dev) - torch.repeat_interleave(first, nrows)
-        row = r0.index_select(0, row_g) + local
+        ey = CUTOFF ** 0.5 * torch.sqrt(syy)
+        finite = (torch.isfinite(mx) & torch.isfinite(my) & torch.isfinite(ey)
+                  & torch.isfinite(sxx) & torch.isfinite(col_t).all(1))
+        r0, r1 = _ranges(torch.where(finite, my - ey, my.new_tensor(0.0)),
+                         torch.where(finite, my + ey, my.new_tensor(-1.0)), oh)
+        nrows = (r1 - r0 + 1).clamp_min(0)
+        gids = torch.nonzero(nrows > 0).squeeze(1)
+        # top-to-bottom order keeps each chunk's scatter inside a band of the image
+        gids = gids[torch.argsort(r0[gids], stable=True)]
+        nrows = nrows[gids]
+        row_cum = torch.cumsum(nrows, 0).cpu()
+    # batches of Gaussians whose rows fit in ROW_CHUNK (one Gaussian has at most oh rows)
+    row_chunk = max(ROW_CHUNK, oh)
+    g_start = 0
+    while g_start < len(gids):
+        base = int(row_cum[g_start - 1]) if g_start > 0 else 0
+        g_end = max(int(torch.searchsorted(row_cum, base + row_chunk, right=True)), g_start + 1)
+        with torch.no_grad():
+            rows, pairs = _row_tables(gids[g_start:g_end], nrows[g_start:g_end], r0, mx, my,
+                                      syy, sxy, det, col_t, ow)
+        yield rows, _pair_chunks(*pairs)
+        g_start = g_end
+
+
+def _row_tables(gid, nrows, r0, mx, my, syy, sxy, det, col_t, ow: int):
+    """Per-row tables of Gaussians `gid` (nrows covered rows each): rows that touch pixels only."""
+    dev = mx.device
+    dtype = col_t.dtype
+    row_g = torch.repeat_interleave(gid, nrows)
+    first = torch.cumsum(nrows, 0) - nrows
+    local = torch.arange(len(row_g), device=dev) - torch.repeat_interleave(first, nrows)
+    row = r0.index_select(0, row_g) + local
     # per row the ellipse is a 1D Gaussian in x centred at x0 with variance det/syy
     syy_r = syy.index_select(0, row_g)
-    dy = (row.to(img.dtype) + 0.5) - my.index_select(0, row_g)
+    dy = (row.to(dtype) + 0.5) - my.index_select(0, row_g)
     x0 = mx.index_select(0, row_g) + (sxy.index_select(0, row_g) / syy_r) * dy
     inv_a = det.index_select(0, row_g) / syy_r
     qrow = dy * dy / syy_r
-    with torch.no_grad():
-        inside = qrow <= CUTOFF
-        half = torch.sqrt(((CUTOFF - qrow) * inv_a).clamp_min(0.0))
-        c0, c1 = _ranges(x0 - half, x0 + half, ow)
-        npix = torch.where(inside, (c1 - c0 + 1).clamp_min(0), 0)
-        keep = torch.nonzero(npix > 0).squeeze(1)
-        npix = npix.index_select(0, keep)
-        pix_cum = torch.cumsum(npix, 0).cpu()
-        c0 = c0.index_select(0, keep)
-        pixbase = row.index_select(0, keep) * ow + c0
-    # pixel-level tables, restricted to rows that touch pixels; -0.5 folded in
-    off = (c0.to(img.dtype) + 0.5) - x0.index_select(0, keep)
-    na = -0.5 * syy_r.index_select(0, keep) / det.index_select(0, row_g.index_select(0, keep))
+    inside = qrow <= CUTOFF
+    half = torch.sqrt(((CUTOFF - qrow) * inv_a).clamp_min(0.0))
+    c0, c1 = _ranges(x0 - half, x0 + half, ow)
+    npix = torch.where(inside, (c1 - c0 + 1).clamp_min(0), 0)
+    keep = torch.nonzero(npix > 0).squeeze(1)
+    npix = npix.index_select(0, keep)
+    c0 = c0.index_select(0, keep)
+    pixbase = row.index_select(0, keep) * ow + c0
+    g = row_g.index_select(0, keep)
+    syy_k = syy_r.index_select(0, keep)
+    det_k = det.index_select(0, g)
+    # -0.5 folded into the exponent tables
+    off = (c0.to(dtype) + 0.5) - x0.index_select(0, keep)
+    na = -0.5 * syy_k / det_k
     nq = -0.5 * qrow.index_select(0, keep)
-    col_r = col_t.index_select(1, row_g.index_select(0, keep))
-    n_keep = len(keep)
-    if adj is not None:
-        acc_r = torch.zeros(adj.shape[0], n_keep, dtype=img.dtype, device=dev)
+    rows = {"g": g, "col": col_t.index_select(0, g), "t": dy.index_select(0, keep) / syy_k,
+            "k": sxy.index_select(0, g) / syy_k, "p": syy_k / det_k, "det": det_k}
+    return rows, (npix, pixbase, off, na, nq)
+
+
+def _pair_chunks(npix, pixbase, off, na, nq):
+    """Yield (row index, pixel index, u, weight) of the pairs, at most about PIXEL_CHUNK at a time."""
+    dev = npix.device
+    i32 = torch.int32
+    pix_cum = torch.cumsum(npix, 0).cpu()
     start = 0
-    while start < n_keep:
+    while start < len(npix):
         base = int(pix_cum[start - 1]) if start > 0 else 0
         end = max(int(torch.searchsorted(pix_cum, base + PIXEL_CHUNK, right=True)), start + 1)
         with torch.no_grad():
@@ -153,15 +271,8 @@ def _render_rows(img, adj, gid, nrows, r0, mx, my, sxx, syy, sxy, det, col_t, ow
             first = torch.cumsum(cnt, 0, dtype=i32) - cnt
             loc = torch.arange(len(rid), dtype=i32, device=dev) - first.index_select(0, rid - start)
             pix = pixbase.index_select(0, rid) + loc
-        u = loc.to(img.dtype) + off.index_select(0, rid)
-        arg = torch.addcmul(nq.index_select(0, rid), na.index_select(0, rid), u * u)
-        if adj is None:
-            # int64 index: autograd turns this gather into a 2D index_add_, ~30x slower with int32
-            img.index_add_(1, pix, col_r.index_select(1, rid.long()) * torch.exp(arg))
-        else:
-            wgt = torch.exp(arg) * col_r[0].index_select(0, rid)
-            # int64 index: 2D index_add_ with an int32 index takes a ~10x slower path
-            acc_r.index_add_(1, rid.long(), adj.index_select(1, pix) * wgt)
+            u = loc.to(off.dtype) + off.index_select(0, rid)
+            wgt = torch.exp(torch.addcmul(nq.index_select(0, rid), na.index_select(0, rid), u * u))
+        # int64 indices: 2D index_add_/index_select with int32 ones take ~10x slower paths
+        yield rid.long(), pix, u, wgt
         start = end
-    if adj is not None:
-        img.index_add_(1, row_g.index_select(0, keep), acc_r)
