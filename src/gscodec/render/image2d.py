@@ -170,12 +170,12 @@ def _gather_grads(acc, grad, rows: dict, chunks, nchan: int, geo: bool = True) -
     s0, s1, s2 = acc_m
     t, k, p, det = rows["t"], rows["k"], rows["p"], rows["det"]
     ps1 = p * s1
-    geo = torch.stack([ps1,                                              # d/d mx
-                       t * s0 - k * ps1,                                 # d/d my
-                       0.5 * t * t * s0 - 0.5 * s2 / det - k * t * ps1,  # d/d syy
-                       t * ps1,                                          # d/d sxy
-                       0.5 * p * s2 / det], 1)                           # d/d det
-    acc.index_add_(0, rows["g"], torch.cat([acc_c.t(), geo], 1))
+    d_geo = torch.stack([ps1,                                            # d/d mx
+                         t * s0 - k * ps1,                               # d/d my
+                         0.5 * t * t * s0 - 0.5 * s2 / det - k * t * ps1,  # d/d syy
+                         t * ps1,                                        # d/d sxy
+                         0.5 * p * s2 / det], 1)                         # d/d det
+    acc.index_add_(0, rows["g"], torch.cat([acc_c.t(), d_geo], 1))
 
 
 def _adjoint(out, adj, mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int) -> None:
