@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +83,24 @@ def test_atomic_write_leaves_no_temporary(tmp_path):
     write_file_atomic(p, b"3", force=True)
     assert p.read_bytes() == b"3"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["x.bin"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX file modes")
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    # a temporary file is private (0600); the output must get the mode open() would give,
+    # or keep the mode of the file it replaces
+    mask = os.umask(0o027)
+    try:
+        p = tmp_path / "new.bin"
+        write_file_atomic(p, b"1")
+        assert stat.S_IMODE(p.stat().st_mode) == 0o640
+    finally:
+        os.umask(mask)
+    q = tmp_path / "old.bin"
+    q.write_bytes(b"0")
+    q.chmod(0o604)
+    write_file_atomic(q, b"2", force=True)
+    assert stat.S_IMODE(q.stat().st_mode) == 0o604 and q.read_bytes() == b"2"
 
 
 def test_help_explains():

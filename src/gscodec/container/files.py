@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -38,8 +39,13 @@ def write_file_atomic(path: str | os.PathLike, data: bytes, force: bool = False)
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise OutputError("output folder does not exist", str(p))
+    # mkstemp makes the file private (0600); give it the mode a plain open() would have (or
+    # the mode of the file it replaces), so outputs are as readable as the user expects.
+    mode = stat.S_IMODE(p.stat().st_mode) if p.exists() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -53,6 +59,13 @@ def write_file_atomic(path: str | os.PathLike, data: bytes, force: bool = False)
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write ({exc.strerror})", str(p)) from None
         raise
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def check_output(path: str | os.PathLike, force: bool = False) -> None:
