@@ -68,7 +68,7 @@ def main() -> None:
 
     from gscodec.image import decode_image, encode_image
     from gscodec.image.fit import resolve_device
-    from gsi_rd import best_fit, psnr
+    from gsi_rd import _codec, best_fit, psnr
 
     img = test_picture(args.image, (h, w))
     dev = resolve_device(args.device)
@@ -93,14 +93,12 @@ def main() -> None:
         if fit is None:
             rows.append((name, None, None, None, None))
             continue
-        from gsi_rd import _codec
-
-        enc, dec, _ = _codec(name)
+        dec = _codec(name)[1]
         t0 = time.perf_counter()
         dec(fit[0])
         rows.append((name, len(fit[0]), psnr(fit[1], img), t_search, time.perf_counter() - t0))
 
-    print(f"\n| codec | bytes | bpp | PSNR dB | encode s | decode s |")
+    print("\n| codec | bytes | bpp | PSNR dB | encode s | decode s |")
     print("|---|---|---|---|---|---|")
     for name, nbytes, p, te, td in rows:
         if nbytes is None:
