@@ -14,6 +14,8 @@ import torch
 from .image2d_np import (AA_VARIANCE, CUTOFF, MIN_VARIANCE, PIXEL_CHUNK, ROW_CHUNK,  # noqa: F401
                          _sizes, aa_variance)
 
+CACHE_PAIRS = 1 << 24   # Gaussian-pixel pairs whose tables the forward keeps for the backward
+
 
 def _geometry(means, scales, angles, fx: float, fy: float):
     """Output-frame means, covariance (xx, yy, xy), determinant and amplitude per Gaussian."""
@@ -51,8 +53,9 @@ def render_image(means: torch.Tensor, scales: torch.Tensor, angles: torch.Tensor
                  out_size: tuple[int, int] | None = None) -> torch.Tensor:
     """Render 2D Gaussians (accumulated, opacity 1, 3-sigma cut) to an (H', W', C) image.
 
-    Differentiable in all four inputs; the backward pass walks the Gaussian-pixel pairs again
-    instead of keeping them, so memory stays bounded by the chunk sizes at any image size.
+    Differentiable in all four inputs; the backward pass reuses the forward's pair tables up to
+    CACHE_PAIRS pairs and enumerates the pairs again beyond, so memory stays bounded at any
+    image size.
     """
     h, w, oh, ow = _sizes(src_size, out_size)
     dtype = torch.float64 if colors.dtype == torch.float64 else torch.float32
@@ -142,8 +145,6 @@ class _Raster(torch.autograd.Function):
         return g_mx, g_my, None, g_syy, g_sxy, g_det, acc[:, :nchan], None, None
 
 
-CACHE_PAIRS = 1 << 24   # Gaussian-pixel pairs whose tables the forward keeps for the backward
-
 
 def _gather_grads(acc, grad, rows: dict, chunks, nchan: int, geo: bool = True) -> None:
     """Add one batch's gradients of the colours, mx, my, syy, sxy, det to acc (N, C + 5).
@@ -152,10 +153,7 @@ def _gather_grads(acc, grad, rows: dict, chunks, nchan: int, geo: bool = True) -
     """
     col = rows["col"]
     if not geo:
-        acc_r = torch.zeros(nchan, len(rows["g"]), dtype=acc.dtype, device=acc.device)
-        for rid, pix, _, wgt in chunks:
-            acc_r.index_add_(1, rid, _gather(grad, pix).mul_(wgt))
-        acc[:, :nchan].index_add_(0, rows["g"], acc_r.t())
+        acc[:, :nchan].index_add_(0, rows["g"], _weighted_sums(grad, rows, chunks).t())
         return
     acc_c = torch.zeros(nchan, len(rows["g"]), dtype=acc.dtype, device=acc.device)
     acc_m = torch.zeros(3, len(rows["g"]), dtype=acc.dtype, device=acc.device)
@@ -181,10 +179,17 @@ def _gather_grads(acc, grad, rows: dict, chunks, nchan: int, geo: bool = True) -
 def _adjoint(out, adj, mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int) -> None:
     """Add adj (C, H'*W') times each Gaussian's weights (times its one-channel colour) to out (N, C)."""
     for rows, chunks in _batches(mx, my, sxx, syy, sxy, det, col_t, oh, ow):
-        acc_r = torch.zeros(adj.shape[0], len(rows["g"]), dtype=out.dtype, device=out.device)
-        for rid, pix, _, wgt in chunks:
-            acc_r.index_add_(1, rid, _gather(adj, pix).mul_(wgt * rows["col"][0].index_select(0, rid)))
-        out.index_add_(0, rows["g"], acc_r.t())
+        out.index_add_(0, rows["g"], _weighted_sums(adj, rows, chunks, rows["col"][0]).t())
+
+
+def _weighted_sums(img, rows: dict, chunks, scale=None) -> torch.Tensor:
+    """Per row, the sum of img (C, H'*W') over its pixels times their weights (and scale[row]): (C, rows)."""
+    acc = torch.zeros(img.shape[0], len(rows["g"]), dtype=img.dtype, device=img.device)
+    for rid, pix, _, wgt in chunks:
+        if scale is not None:
+            wgt = wgt * scale.index_select(0, rid)
+        acc.index_add_(1, rid, _gather(img, pix).mul_(wgt))
+    return acc
 
 
 def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
