@@ -87,8 +87,8 @@ def test_atomic_write_leaves_no_temporary(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX file modes")
 def test_atomic_write_gives_normal_permissions(tmp_path):
-    # a temporary file is private (0600); the output must get the mode open() would give,
-    # or keep the mode of the file it replaces
+    # the output gets the mode open() would give (mkstemp's temporary files are 0600),
+    # or keeps the mode of the file it replaces
     mask = os.umask(0o027)
     try:
         p = tmp_path / "new.bin"

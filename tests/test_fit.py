@@ -114,3 +114,32 @@ def test_loss_has_an_mse_term():
     l1 = GaussianFitter(img, init, config=FitConfig(l1_weight=1.0, l2_weight=0.0)).loss(out, target)
     both = GaussianFitter(img, init, config=FitConfig(l1_weight=1.0, l2_weight=3.0)).loss(out, target)
     assert float(l1) == pytest.approx(0.5) and float(both) == pytest.approx(0.5 + 3 * 0.25)
+
+
+def test_staged_freezing_fixes_quantised_values_and_lets_the_rest_adapt():
+    from gscodec.image.quantize import QuantSpec, dequantize, quantize
+
+    img = _square_target()
+    fit = _fitter(img, 40, seed=1)
+    with torch.no_grad():
+        fit.angles.uniform_(0.0, 3.0)
+        fit.log_scales[:, 1] -= 1.0            # elongated, so every angle is coded
+    spec = QuantSpec(pos_shift=1, scale_bits=3, angle_bits=6, color_shifts=(6, 6, 6))
+    fit.freeze(spec, ("angles",))
+    assert not fit.angles.requires_grad and fit.means.requires_grad
+    frozen = fit.angles.clone()
+    want = dequantize(quantize(fit.export(), spec, fit.size), spec)["angles"]
+    np.testing.assert_allclose(frozen.numpy(), want, atol=1e-6)
+    means = fit.means.detach().clone()
+    fit.run(5)
+    assert torch.equal(fit.angles, frozen)
+    assert not torch.equal(fit.means.detach(), means)   # positions still adapt
+    fit.keep(np.arange(0, 40, 2))                        # pruning keeps the frozen state
+    assert not fit.angles.requires_grad and fit.means.requires_grad and fit.count == 20
+    fit.freeze(spec, ("means",))
+    cells = fit.means.numpy() / 0.5
+    np.testing.assert_allclose(cells - np.floor(cells), 0.5, atol=1e-5)  # cell centres
+    scales = fit.log_scales.detach().clone()
+    fit.run(5)
+    assert not torch.equal(fit.log_scales.detach(), scales)
+    assert [len(g["params"]) for g in fit.opt.param_groups] == [1, 1]   # scales and colours

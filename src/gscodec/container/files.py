@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
+import secrets
 import stat
-import tempfile
 from pathlib import Path
 
 from ..errors import InputError, LimitError, OutputError
@@ -39,14 +39,12 @@ def write_file_atomic(path: str | os.PathLike, data: bytes, force: bool = False)
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise OutputError("output folder does not exist", str(p))
-    # mkstemp makes the file private (0600); give it the mode a plain open() would have (or
-    # the mode of the file it replaces), so outputs are as readable as the user expects.
-    mode = stat.S_IMODE(p.stat().st_mode) if p.exists() else 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
+    old_mode = stat.S_IMODE(p.stat().st_mode) if p.exists() else None
+    fd, tmp = _create_temp(folder, p.name)
     try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
+            if old_mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), old_mode)   # a replaced file keeps its permissions
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -61,11 +59,22 @@ def write_file_atomic(path: str | os.PathLike, data: bytes, force: bool = False)
         raise
 
 
-def _umask() -> int:
-    """The process umask (read by setting and restoring it: there is no getter)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _create_temp(folder: Path, name: str) -> tuple[int, Path]:
+    """Create a new hidden temporary file next to the output; return (descriptor, path).
+
+    Created with mode 0666 so the operating system applies the umask, as for a plain open()
+    (mkstemp would make it private, 0600, and reading the umask needs setting it).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise OutputError(f"cannot write ({exc.strerror})", str(folder / name)) from None
+    raise OutputError("cannot create a temporary file", str(folder / name))
 
 
 def check_output(path: str | os.PathLike, force: bool = False) -> None:

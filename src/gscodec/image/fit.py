@@ -130,31 +130,24 @@ class GaussianFitter:
         return int(self.means.shape[0])
 
     def _new_optimizer(self) -> None:
+        """Adam over the parameters still being optimised (frozen ones are plain tensors)."""
         cfg = self.cfg
         pos_lr = cfg.lr_means * min(1.0, max(self.base, 0.25))
-        self.opt = self.torch.optim.Adam([
-            {"params": [self.means], "lr": pos_lr},
-            {"params": [self.log_scales], "lr": cfg.lr_log_scales},
-            {"params": [self.angles], "lr": cfg.lr_angles},
-            {"params": [self.colors], "lr": cfg.lr_colors},
-        ], eps=1e-8)
+        groups = [{"params": [p], "lr": lr} for p, lr in (
+            (self.means, pos_lr), (self.log_scales, cfg.lr_log_scales),
+            (self.angles, cfg.lr_angles), (self.colors, cfg.lr_colors)) if p.requires_grad]
+        self.opt = self.torch.optim.Adam(groups, eps=1e-8)
         self._base_lrs = [g["lr"] for g in self.opt.param_groups]
 
     def keep(self, idx: np.ndarray) -> None:
         """Keep only the Gaussians at `idx` (pruning); resets the optimiser state."""
         torch = self.torch
         sel = torch.as_tensor(np.asarray(idx, dtype=np.int64), device=self.device)
-        frozen = not self.means.requires_grad
         with torch.no_grad():
-            self.means = self.means[sel].clone().requires_grad_(not frozen)
-            self.log_scales = self.log_scales[sel].clone().requires_grad_(not frozen)
-            self.angles = self.angles[sel].clone().requires_grad_(not frozen)
-            self.colors = self.colors[sel].clone().requires_grad_(True)
-        if frozen:
-            self.opt = torch.optim.Adam([{"params": [self.colors], "lr": self.cfg.lr_colors}], eps=1e-8)
-            self._base_lrs = [self.cfg.lr_colors]
-        else:
-            self._new_optimizer()
+            for name in ("means", "log_scales", "angles", "colors"):
+                p = getattr(self, name)
+                setattr(self, name, p[sel].clone().requires_grad_(p.requires_grad))
+        self._new_optimizer()
 
     def params(self, spec: QuantSpec | None = None):
         """Renderer inputs (means, scales, angles, RGB colours); STE-quantised when spec is given."""
@@ -231,10 +224,11 @@ class GaussianFitter:
             if (relocate_every and i > 0 and i % relocate_every == 0 and i < relocate_until * steps
                     and spec is None):
                 self.relocate(out.detach(), small if i < n_coarse else self.target, relocate_frac)
-            if self.means.requires_grad:
-                with torch.no_grad():
+            with torch.no_grad():
+                if self.means.requires_grad:
                     self.means[:, 0].clamp_(0.0, float(w))
                     self.means[:, 1].clamp_(0.0, float(h))
+                if self.log_scales.requires_grad:
                     self.log_scales.clamp_(self._log2_floor, LOG2_SCALE_MAX)
             last = float(loss.detach())
             if progress is not None:
@@ -283,6 +277,24 @@ class GaussianFitter:
                     st["exp_avg_sq"][dead] = 0
         return k
 
+    def freeze(self, spec: QuantSpec, names: tuple[str, ...]) -> None:
+        """Fix the named parameters ('means', 'angles') at their quantised values; the others go on.
+
+        Quantising in stages lets the still-free parameters adapt to the error of the frozen
+        ones (angles first, their steps cost the most at extreme ratios; then positions).
+        """
+        torch = self.torch
+        with torch.no_grad():
+            m, _, a, _ = spec.fake_quant_torch(self.means, self.log_scales, self.angles, self.colors, self.size)
+            fixed = {"means": m, "angles": a}
+            for name in names:
+                setattr(self, name, fixed[name].detach().clone())
+            for name in ("means", "log_scales", "angles", "colors"):
+                p = getattr(self, name)
+                if p.requires_grad:
+                    setattr(self, name, p.detach().clone().requires_grad_(True))
+        self._new_optimizer()
+
     def freeze_geometry(self, spec: QuantSpec) -> None:
         """Replace positions, scales and angles by their quantised values and stop optimising them."""
         from .quantize import dequantize, quantize
@@ -294,8 +306,7 @@ class GaussianFitter:
         self.log_scales = t(dq["log2_scales"])
         self.angles = t(dq["angles"])
         self.colors = self.colors.detach().clone().requires_grad_(True)
-        self.opt = torch.optim.Adam([{"params": [self.colors], "lr": self.cfg.lr_colors}], eps=1e-8)
-        self._base_lrs = [self.cfg.lr_colors]
+        self._new_optimizer()
 
     def solve_colors(self, iters: int, progress=None, freeze: bool = True) -> None:
         """Least-squares colours for the current (fixed) geometry, by CGLS from the current colours.
