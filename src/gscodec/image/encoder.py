@@ -40,9 +40,10 @@ def plan_spec(pixels_per_gaussian: float, channels: int) -> QuantSpec:
     # Typical sigma is about sqrt(pixels per Gaussian) / 3; keep the position step near sigma / 8.
     sigma = math.sqrt(pixels_per_gaussian) / 3.0
     pos_shift = int(np.clip(round(-math.log2(max(sigma / 8.0, 1e-3))), -4, 4))
-    # One set of depths at every density. Coarser depths (2-bit scales, 4-bit angles, 5-bit
-    # colours) for more Gaussians lost at every extreme ratio measured on Kodak: mean PSNR -0.2 dB
-    # at CR 500 (8 images), -0.08 dB at CR 1000 (8 images), -0.1 dB at CR 2000 (4 images).
+    # Colour and angle depths are the same at every density. Coarser depths all at once (2-bit
+    # scales, 4-bit angles, 5-bit colours) for more Gaussians lost at every extreme ratio
+    # measured on Kodak with the 0.3.1 fitting: -0.2 dB at CR 500 (8 images), -0.08 dB at
+    # CR 1000 (8 images), -0.1 dB at CR 2000 (4 images).
     # Angles were the costliest quantisation at CR 500 (float fit against quantised angles:
     # -0.24 to -0.64 dB on Kodak 07, 09, 19): 64 steps instead of 32 for elongated Gaussians
     # gave +0.13 dB at CR 500 and +0.02 at CR 1000 (Kodak 03, 05, 07, 09, 19, 20); 128: worse.
