@@ -25,6 +25,7 @@ SSIM_CROP = 192          # side of the random square on which each step's SSIM t
 MIN_COARSE_SIDE = 32     # coarse warm-up levels keep at least this many pixels per side
 MAX_COARSE_FACTOR = 8
 RELOCATE_SCALE = 1.0     # sigma of a re-seeded Gaussian, in base scales
+PARAMS = ("means", "log_scales", "angles", "colors")   # the fitted tensors, as attribute names
 
 
 @dataclass
@@ -144,21 +145,18 @@ class GaussianFitter:
         torch = self.torch
         sel = torch.as_tensor(np.asarray(idx, dtype=np.int64), device=self.device)
         with torch.no_grad():
-            for name in ("means", "log_scales", "angles", "colors"):
+            for name in PARAMS:
                 p = getattr(self, name)
                 setattr(self, name, p[sel].clone().requires_grad_(p.requires_grad))
         self._new_optimizer()
 
-    def params(self, spec: QuantSpec | None = None):
-        """Renderer inputs (means, scales, angles, RGB colours); STE-quantised when spec is given."""
-        m, ls, a, c = self.means, self.log_scales, self.angles, self.colors
-        if spec is not None:
-            m, ls, a, c = spec.fake_quant_torch(m, ls, a, c, self.size)
-        return m, self.torch.exp2(ls), a, c @ self._inv.T
+    def params(self):
+        """Renderer inputs (means, scales, angles, RGB colours)."""
+        return self.means, self.torch.exp2(self.log_scales), self.angles, self.colors @ self._inv.T
 
-    def render(self, spec: QuantSpec | None = None, out_size=None):
+    def render(self, out_size=None):
         """Render the current Gaussians."""
-        m, s, a, c = self.params(spec)
+        m, s, a, c = self.params()
         return self.render_fn(m, s, a, c, src_size=self.size, out_size=out_size) + self.background
 
     def loss(self, out, target):
@@ -190,7 +188,7 @@ class GaussianFitter:
         """The largest available pyramid factor not above `wanted` (1 = full resolution)."""
         return max(f for f in self._levels if f <= max(wanted, 1))
 
-    def run(self, steps: int, spec: QuantSpec | None = None, lr_scale: float = 1.0,
+    def run(self, steps: int, lr_scale: float = 1.0,
             progress=None, decay: bool = True, coarse: float = 0.0, factor: int = 2,
             relocate_every: int = 0, relocate_frac: float = 0.0, relocate_until: float = 0.7) -> float:
         """Run `steps` Adam iterations (cosine-decayed rates); return the last loss.
@@ -198,14 +196,14 @@ class GaussianFitter:
         The first `coarse` fraction of the steps renders at 1/`factor` resolution against an
         area-averaged target (factor^2 times cheaper; the renderer's anti-aliasing keeps it a
         fair proxy while the Gaussians are larger than a coarse pixel). Every `relocate_every`
-        steps within the first `relocate_until` fraction (float fits only), `relocate` moves the
+        steps within the first `relocate_until` fraction, `relocate` moves the
         weakest `relocate_frac` of the Gaussians.
         """
         torch = self.torch
         h, w = self.size
         last = float("nan")
         factor = self.coarse_factor(factor)
-        n_coarse = int(steps * coarse) if factor > 1 and spec is None else 0
+        n_coarse = int(steps * coarse) if factor > 1 else 0
         small = self._levels[factor]
         for i in range(steps):
             frac = i / max(steps - 1, 1)
@@ -214,15 +212,14 @@ class GaussianFitter:
                 g["lr"] = lr * f * lr_scale
             self.opt.zero_grad(set_to_none=True)
             if i < n_coarse:
-                out = self.render(spec, out_size=tuple(small.shape[:2]))
+                out = self.render(out_size=tuple(small.shape[:2]))
                 loss = self.loss(out, small)
             else:
-                out = self.render(spec)
+                out = self.render()
                 loss = self.loss(out, self.target)
             loss.backward()
             self.opt.step()
-            if (relocate_every and i > 0 and i % relocate_every == 0 and i < relocate_until * steps
-                    and spec is None):
+            if relocate_every and i > 0 and i % relocate_every == 0 and i < relocate_until * steps:
                 self.relocate(out.detach(), small if i < n_coarse else self.target, relocate_frac)
             with torch.no_grad():
                 if self.means.requires_grad:
@@ -289,10 +286,6 @@ class GaussianFitter:
             fixed = {"means": m, "angles": a}
             for name in names:
                 setattr(self, name, fixed[name].detach().clone())
-            for name in ("means", "log_scales", "angles", "colors"):
-                p = getattr(self, name)
-                if p.requires_grad:
-                    setattr(self, name, p.detach().clone().requires_grad_(True))
         self._new_optimizer()
 
     def freeze_geometry(self, spec: QuantSpec) -> None:
@@ -313,7 +306,8 @@ class GaussianFitter:
 
         Colours enter the render linearly, so this is the MSE-optimal colour set: after the
         geometry is quantised it recovers most of the quantisation loss in a few iterations.
-        With freeze=False the geometry stays trainable (used on the initialisation).
+        With freeze=True the geometry is no longer optimised afterwards; with freeze=False it
+        stays trainable (used on the initialisation).
         """
         torch = self.torch
         m, s, a = self.means.detach(), torch.exp2(self.log_scales.detach()), self.angles.detach()
@@ -336,10 +330,8 @@ class GaussianFitter:
                  None if progress is None else (lambda: progress.update(1)))
         self.colors = (x @ self._fwd.T).clone().requires_grad_(True)
         if freeze:
-            self.opt = torch.optim.Adam([{"params": [self.colors], "lr": self.cfg.lr_colors}], eps=1e-8)
-            self._base_lrs = [self.cfg.lr_colors]
-        else:
-            self._new_optimizer()
+            self.means, self.log_scales, self.angles = m, self.log_scales.detach(), a
+        self._new_optimizer()
 
     def importance(self) -> np.ndarray:
         """Energy of each Gaussian (|colour|^2 times area): the pruning order."""
