@@ -116,7 +116,7 @@ class Projection:
 
 
 def _cull(means, quats, scales, opacities, cam: _Cam, near: float, far: float, sh=None):
-    """Indices, box radii (M,2), depths and pixel means (detached) of the Gaussians kept.
+    """Indices, box radii (M,2), depths, pixel means and conics (detached) of the Gaussians kept.
 
     Besides gsplat's rules, Gaussians with any non-finite parameter are dropped.
     """
@@ -137,7 +137,22 @@ def _cull(means, quats, scales, opacities, cam: _Cam, near: float, far: float, s
         ok &= ~((m2[:, 0] + rx <= 0) | (m2[:, 0] - rx >= cam.width)
                 | (m2[:, 1] + ry <= 0) | (m2[:, 1] - ry >= cam.height))
         ids = torch.nonzero(ok).squeeze(1)
-        return ids, torch.stack([rx[ids], ry[ids]], -1).long(), z[ids], m2[ids]
+        return ids, torch.stack([rx[ids], ry[ids]], -1).long(), z[ids], m2[ids], _conics(cov[ids])
+
+
+def _conics(cov: torch.Tensor) -> torch.Tensor:
+    """Inverse 2D covariances (xx, xy, yy) of (a, b, c) covariances with positive determinant."""
+    a, b, c = cov.unbind(-1)
+    det = a * c - b * b
+    return torch.stack([c / det, -b / det, a / det], dim=-1)
+
+
+def _plans(ids, radii, depths, m2, conics, cam: _Cam, workers: int) -> list["_BandPlan"]:
+    """Band plans of the culled Gaussians, each compositing with `workers` threads."""
+    plans = _make_bands(Projection(ids, m2, conics, depths, radii), cam.width, cam.height)
+    for plan in plans:
+        plan.workers = workers
+    return plans
 
 
 def _visible_geometry(means, quats, scales, cam: _Cam):
@@ -147,16 +162,14 @@ def _visible_geometry(means, quats, scales, cam: _Cam):
     NaNs into the gradients.
     """
     m2, cov, _ = _project(means, quats, scales, cam)
-    a, b, c = cov.unbind(-1)
-    det = a * c - b * b
-    return m2, torch.stack([c / det, -b / det, a / det], dim=-1)
+    return m2, _conics(cov)
 
 
 def project_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
                       opacities: torch.Tensor, cam: _Cam, near: float = 0.01,
                       far: float = 1e10) -> Projection:
     """Project and cull Gaussians as gsplat does (near/far, det, opacity, off-image)."""
-    ids, radii, depths, _ = _cull(means, quats, scales, opacities, cam, near, far)
+    ids, radii, depths, _, _ = _cull(means, quats, scales, opacities, cam, near, far)
     m2, conics = _visible_geometry(means[ids], quats[ids], scales[ids], cam)
     return Projection(ids, m2, conics, depths, radii)
 
@@ -579,7 +592,7 @@ def _render_torch_on(means, quats, scales, opacities, sh, camera, background, ne
     dev, dt = means.device, means.dtype
     cam = _cam_tensors(camera, dev, dt)
     bg = _background(background, dev, dt)
-    ids, radii, depths, m2_fixed = _cull(means, quats, scales, opacities, cam, near, far, sh)
+    ids, radii, depths, m2_fixed, conics_fixed = _cull(means, quats, scales, opacities, cam, near, far, sh)
 
     def geometry(means, quats, scales, opacities, sh):
         mv = means[ids]
@@ -592,9 +605,7 @@ def _render_torch_on(means, quats, scales, opacities, sh, camera, background, ne
     else:
         m2, conics, op, colors = geometry(*params)
     tiles_x, tiles_y = -(-cam.width // TILE), -(-cam.height // TILE)
-    plans = _make_bands(Projection(ids, m2_fixed, conics.detach(), depths, radii), cam.width, cam.height)
-    for plan in plans:
-        plan.workers = workers
+    plans = _plans(ids, radii, depths, m2_fixed, conics_fixed, cam, workers)
     parts = [_Composite.apply(m2, conics, op, colors, bg, plan) for plan in plans]
     tiles = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
     img = tiles.reshape(tiles_y, tiles_x, TILE, TILE, 3).permute(0, 2, 1, 3, 4)
@@ -628,12 +639,11 @@ def blend_weights(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor
     out = torch.zeros(means.shape[0], dtype=dt, device=dev)
     with torch.no_grad(), _torch_threads(1) if workers > 1 else nullcontext():
         cam = _cam_tensors(camera, dev, dt)
-        ids, radii, depths, m2_fixed = _cull(means, quats, scales, opacities, cam, near, far)
-        m2, conics = _visible_geometry(means[ids], quats[ids], scales[ids], cam)
+        # The cull's projection is the one the render path differentiates (same arithmetic).
+        ids, radii, depths, m2, conics = _cull(means, quats, scales, opacities, cam, near, far)
         pp = _Padded.build(m2, conics, opacities[ids], torch.zeros(ids.numel(), 3, dtype=dt, device=dev))
         total = torch.zeros(ids.numel() + 1, dtype=dt, device=dev)
-        for plan in _make_bands(Projection(ids, m2_fixed, conics, depths, radii), cam.width, cam.height):
-            plan.workers = workers
+        for plan in _plans(ids, radii, depths, m2, conics, cam, workers):
             band = plan.build()
             for part in _run_groups(_batches(band), lambda b: _weight_group(band, b, pp, cam), workers):
                 total += part
