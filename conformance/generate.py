@@ -65,7 +65,7 @@ GSI_CASES = [
     ("gsi-rgb-64x48-bytes120", lambda: parrot(48, 64), {"max_bytes": 120}, "hard byte cap, extreme ratio"),
     ("gsi-grey-40x30-cr8", lambda: synthetic_image(30, 40, 1, 2), {"ratio": 8}, "greyscale"),
     ("gsi-grey-17x5-bytes120", lambda: synthetic_image(5, 17, 1, 3), {"max_bytes": 120}, "tiny, odd, very wide"),
-    ("gsi-rgb-2x2-bytes100", lambda: synthetic_image(2, 2, 3, 4), {"max_bytes": 100}, "smallest legal image"),
+    ("gsi-rgb-2x2-bytes110", lambda: synthetic_image(2, 2, 3, 4), {"max_bytes": 110}, "smallest legal image"),
     ("gsi-rgb-9x33-cr6", lambda: synthetic_image(33, 9, 3, 5), {"ratio": 6}, "odd, tall"),
     ("gsi-rgb-96x64-cr8", lambda: parrot(64, 96), {"ratio": 8}, "larger photo content, explicit-count tables"),
 ]
@@ -89,28 +89,37 @@ def gsi_vectors(cases: list) -> list[bytes]:
         cases.append({"id": cid, "kind": "gsi", "valid": True, "file": _write(f"vectors/{cid}.gsi", blob),
                       "sha256": sha256(blob), "tests": what, "gaussians": int(params["count"]),
                       "canonical_sha256": sha256(canonical_gsi(params)), "renders": renders})
-    blobs.append(_gsi_v1_case(cases, blobs[1], GSI_CASES[1]))
+    blobs.append(_gsi_legacy_case(cases, blobs[1], GSI_CASES[1], 1, "no background, no position refinement"))
+    blobs.append(_gsi_legacy_case(cases, blobs[2], GSI_CASES[2], 2, "no position refinement"))
     return blobs
 
 
-def _gsi_v1_case(cases: list, blob: bytes, case) -> bytes:
-    """The Gaussians of a vector rewritten in the version-1 syntax (no background field)."""
+def _gsi_legacy_case(cases: list, blob: bytes, case, major: int, what: str) -> bytes:
+    """The Gaussians of a vector re-quantised without position refinement, in an older syntax."""
+    from dataclasses import replace
+
     from gscodec.image import decode_gaussians, decode_image
-    from gscodec.image.codec import CHUNK_TYPE, encode_payload
+    from gscodec.image.codec import CHUNK_TYPE, coding_order, encode_payload
+    from gscodec.image.quantize import quantize
 
     g = decode_gaussians(blob)
-    payload = encode_payload(g["ints"], g["spec"], g["height"], g["width"], g["channels"], major=1)
-    v1 = write_container("gsi", [Chunk(CHUNK_TYPE, payload)], major=1)
-    cid = case[0].replace("gsi-", "gsi-v1-")
-    params = decode_gaussians(v1)
+    spec = replace(g["spec"], pos_refine=0, pos_rel=0)
+    ints = quantize({"means": g["means"], "log2_scales": g["log2_scales"], "angles": g["angles"],
+                     "colors": g["coded_colors"]}, spec, (g["height"], g["width"]))
+    ints = {k: v[coding_order(ints)] for k, v in ints.items()}
+    bg = g["background_ints"] if major >= 2 else None
+    payload = encode_payload(ints, spec, g["height"], g["width"], g["channels"], bg, major=major)
+    old = write_container("gsi", [Chunk(CHUNK_TYPE, payload)], major=major)
+    cid = case[0].replace("gsi-", f"gsi-v{major}-")
+    params = decode_gaussians(old)
     w, h = params["width"], params["height"]
-    px = decode_image(v1)
+    px = decode_image(old)
     rel = _write(f"refs/{cid}_{w}x{h}.png", encode_image_bytes(px, "png"))
-    cases.append({"id": cid, "kind": "gsi", "valid": True, "file": _write(f"vectors/{cid}.gsi", v1),
-                  "sha256": sha256(v1), "tests": "version 1.0 file (no background): still decoded",
+    cases.append({"id": cid, "kind": "gsi", "valid": True, "file": _write(f"vectors/{cid}.gsi", old),
+                  "sha256": sha256(old), "tests": f"version {major}.0 file ({what}): still decoded",
                   "gaussians": int(params["count"]), "canonical_sha256": sha256(canonical_gsi(params)),
                   "renders": [{"file": rel, "width": w, "height": h, **GSI_TOL}]})
-    return v1
+    return old
 
 
 # -- scenes -------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from gscodec.cli.gsdec import main as gsdec
 from gscodec.cli.gsenc import main as gsenc
 from gscodec.cli.gsinfo import main as gsinfo
 from gscodec.container import Chunk, write_container, write_file_atomic
+from gscodec.container.format import MAJOR
 from gscodec.errors import OutputError
 
 
@@ -28,7 +29,7 @@ def gsi_file(tmp_path: Path) -> Path:
 def test_gsinfo_table_and_json(gsi_file):
     r = CliRunner().invoke(gsinfo, [str(gsi_file)])
     assert r.exit_code == 0, r.output
-    assert "version 2.0" in r.output and "IHDR" in r.output and "GEND" in r.output
+    assert f"version {MAJOR['gsi']}.0" in r.output and "IHDR" in r.output and "GEND" in r.output
     r = CliRunner().invoke(gsinfo, ["--json", str(gsi_file)])
     info = json.loads(r.output)
     assert info["format"] == "gsi" and info["metadata"] == {"encoder": "t"}

@@ -4,16 +4,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from gscodec.container import Chunk, read_container, write_container
-from gscodec.errors import GscodecError, InputError, LimitError
+from gscodec.errors import CorruptError, GscodecError, InputError, LimitError
 from gscodec.image import budget_bytes, decode_gaussians, decode_image, encode_image
 from gscodec.image.codec import CHUNK_TYPE, coding_order, decode_payload, encode_payload
 from gscodec.image.encoder import pack
-from gscodec.image.quantize import QuantSpec, dequantize, quantize, quantize_colors
+from gscodec.image.quantize import QuantSpec, dequantize, quantize, quantize_colors, refine_levels
 
 STEPS = 12
 
@@ -265,7 +266,7 @@ def test_empty_file_decodes_to_its_background():
     empty = {"means": np.zeros((0, 2)), "log2_scales": np.zeros((0, 2)), "angles": np.zeros(0),
              "colors": np.zeros((0, 3))}
     data = pack(empty, QuantSpec(), (5, 7), 3, None)[0]
-    assert len(data) <= 40
+    assert len(data) <= 41
     out = decode_image(data)
     assert out.shape == (5, 7, 3) and not out.any()
     spec = QuantSpec(color_shifts=(6, 6, 6))
@@ -289,21 +290,59 @@ def test_encoder_background_is_the_quantised_mean(rgb):
     assert g["count"] > 0
 
 
-def test_version1_files_still_decode(encoded):
+def _without_refinement(g: dict) -> tuple[dict, QuantSpec, np.ndarray]:
+    """Decoded Gaussians re-quantised without position refinement (versions 1 and 2), and their order."""
+    spec = replace(g["spec"], pos_refine=0, pos_rel=0)
+    ints = quantize({"means": g["means"], "log2_scales": g["log2_scales"], "angles": g["angles"],
+                     "colors": g["coded_colors"]}, spec, (g["height"], g["width"]))
+    order = coding_order(ints)
+    return {k: v[order] for k, v in ints.items()}, spec, order
+
+
+def test_refinement_puts_small_gaussians_on_finer_grids(encoded):
     g = decode_gaussians(encoded)
-    payload = encode_payload(g["ints"], g["spec"], g["height"], g["width"], g["channels"], major=1)
-    v1 = write_container("gsi", [Chunk(CHUNK_TYPE, payload)], major=1)
-    g1 = decode_gaussians(v1)
-    assert read_container(v1).version == (1, 0) and not g1["background"].any()
-    for k in ("means", "scales", "angles", "colors"):
-        np.testing.assert_array_equal(g1[k], g[k])
-    diff = decode_image(encoded).astype(int) - decode_image(v1).astype(int)
-    assert np.median(diff) > 0      # same Gaussians, minus the background
+    spec, ints = g["spec"], g["ints"]
+    assert spec.pos_refine > 0
+    r = refine_levels(ints["ls"], ints["la"], spec)
+    assert r.min() < r.max()               # the test image has small and large Gaussians
+    minor = g["scales"][:, 1]
+    step = np.ldexp(1.0, -(spec.pos_shift + r))
+    # refined step: minor sigma / 2**(pos_rel+1) < step <= minor sigma / 2**pos_rel, unless clamped
+    free = (r > 0) & (r < spec.pos_refine)
+    assert free.any()
+    assert (step[free] <= minor[free] / 2.0 ** spec.pos_rel * (1 + 1e-12)).all()
+    assert (step[free] > minor[free] / 2.0 ** (spec.pos_rel + 1)).all()
+    assert ((ints["sx"] >= 0) & (ints["sx"] < (1 << r)) & (ints["sy"] >= 0) & (ints["sy"] < (1 << r))).all()
+    # every mean is the centre of its refined cell
+    frac = g["means"] / step[:, None] - 0.5
+    np.testing.assert_array_equal(frac, np.round(frac))
+
+
+@pytest.mark.parametrize("major", [1, 2])
+def test_older_versions_still_decode(encoded, major):
+    g = decode_gaussians(encoded)
+    ints, spec, order = _without_refinement(g)
+    bg = g["background_ints"] if major >= 2 else None
+    payload = encode_payload(ints, spec, g["height"], g["width"], g["channels"], bg, major=major)
+    old = write_container("gsi", [Chunk(CHUNK_TYPE, payload)], major=major)
+    g1 = decode_gaussians(old)
+    assert read_container(old).version == (major, 0)
+    assert g1["background"].any() == (major >= 2)
+    for k in ("px", "py", "ls", "la", "t", "q"):
+        np.testing.assert_array_equal(g1["ints"][k], ints[k])
+    for k in ("scales", "angles", "colors"):
+        np.testing.assert_array_equal(g1[k], g[k][order])
+    # positions only lose their refinement: within half a grid cell of the refined ones
+    cell = 2.0 ** -spec.pos_shift
+    assert np.abs(g1["means"] - g["means"][order]).max() <= cell / 2
     with pytest.raises(GscodecError):
-        decode_payload(payload, major=2)
-    with pytest.raises(ValueError):
-        encode_payload(g["ints"], g["spec"], g["height"], g["width"], g["channels"],
-                       background=g["background_ints"] + 1, major=1)
+        decode_payload(payload, major=3)
+    with pytest.raises(ValueError):     # refinement needs version 3
+        encode_payload(g["ints"], g["spec"], g["height"], g["width"], g["channels"], major=major)
+    if major == 1:
+        with pytest.raises(ValueError):
+            encode_payload(ints, spec, g["height"], g["width"], g["channels"],
+                           background=g["background_ints"] + 1, major=1)
 
 
 def test_decoding_does_not_import_torch(encoded, tmp_path):
@@ -325,3 +364,11 @@ def test_decoding_does_not_import_torch(encoded, tmp_path):
     with warnings.catch_warnings():
         ref = decode_image(encoded)
     assert res.stdout == ref.tobytes()
+
+
+def test_refinement_beyond_the_finest_grid_is_corrupt(encoded):
+    g = decode_gaussians(encoded)
+    spec = replace(g["spec"], pos_refine=7 - g["spec"].pos_shift)     # pos_shift + pos_refine = 7
+    payload = encode_payload(g["ints"], spec, g["height"], g["width"], g["channels"], g["background_ints"])
+    with pytest.raises(CorruptError, match="refinement"):
+        decode_payload(payload)

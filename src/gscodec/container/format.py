@@ -15,7 +15,7 @@ SIGNATURES = {
 }
 # Major version per file kind: the framing is shared, the payload syntax is not
 # (.gsi 2.0 added the background colour to its header).
-MAJOR = {"gsi": 2, "gsz": 2}
+MAJOR = {"gsi": 3, "gsz": 2}
 MINOR = 0
 META_TYPE = b"meta"
 END_TYPE = b"GEND"

@@ -9,7 +9,7 @@ import numpy as np
 from ..container.byteio import ByteReader, ByteWriter
 from ..entropy import Decoder, Encoder, Model, choose_model
 from ..errors import CorruptError, LimitError
-from .quantize import LOG2_SCALE_MAX, LOG2_SCALE_MIN, QuantSpec, angle_bits_for
+from .quantize import LOG2_SCALE_MAX, LOG2_SCALE_MIN, QuantSpec, angle_bits_for, refine_levels
 
 CHUNK_TYPE = b"IGAU"
 MAX_SIDE = 65535
@@ -58,7 +58,9 @@ _COMPACT_STEPS = ((1, 0x3333333333333333), (2, 0x0F0F0F0F0F0F0F0F), (4, 0x00FF00
 
 def coding_order(ints: dict) -> np.ndarray:
     """Permutation putting Gaussians in coding order: Morton code, ties by the other integers."""
-    keys = [ints["q"][:, c] for c in range(ints["q"].shape[1] - 1, -1, -1)]
+    zero = np.zeros_like(ints["px"])
+    keys = [ints.get("sy", zero), ints.get("sx", zero)]
+    keys += [ints["q"][:, c] for c in range(ints["q"].shape[1] - 1, -1, -1)]
     keys += [ints["t"], ints["la"], ints["ls"], morton_encode(ints["px"], ints["py"]).astype(np.int64)]
     return np.lexsort(keys)
 
@@ -160,12 +162,15 @@ def _scale_bounds(spec: QuantSpec) -> tuple[int, int]:
 
 # -- encoding ----------------------------------------------------------------------------------
 def encode_payload(ints: dict, spec: QuantSpec, height: int, width: int, channels: int,
-                   background: np.ndarray | None = None, major: int = 2) -> bytes:
+                   background: np.ndarray | None = None, major: int = 3) -> bytes:
     """Canonical integers (already in coding order) -> IGAU chunk data.
 
-    background: the colour integers (C,) of the background (major 2; zeros when None).
-    major 1 writes the version-1 syntax, which has no background.
+    background: the colour integers (C,) of the background (major >= 2; zeros when None).
+    major 1 writes the version-1 syntax, which has no background; majors below 3 have no
+    position refinement.
     """
+    if major < 3 and spec.pos_refine:
+        raise ValueError(f"version {major} has no position refinement")
     n = int(len(ints["px"]))
     w = ByteWriter()
     w.varint(width).varint(height)
@@ -173,6 +178,8 @@ def encode_payload(ints: dict, spec: QuantSpec, height: int, width: int, channel
     w.varint(n)
     w.u8(spec.pos_shift - MIN_POS_SHIFT)
     w.u8((spec.scale_bits << 4) | spec.angle_bits)
+    if major >= 3:
+        w.u8((spec.pos_refine << 4) | spec.pos_rel)
     for s in spec.color_shifts[:channels]:
         w.u8(s)
     if major >= 2:
@@ -221,6 +228,7 @@ def encode_payload(ints: dict, spec: QuantSpec, height: int, width: int, channel
         enc.encode(t[sel] >> (spec.angle_bits - b), m)
     for c in range(channels):
         enc.encode(q[:, c] - q_lo[c], color_models[c])
+    _encode_refinement(enc, ints, spec)
     stream = enc.finish()
     # The decoder refuses more than 8 Gaussians per stream byte (allocation guard); pad if needed.
     short = -(-n // 8) - len(stream)
@@ -230,11 +238,34 @@ def encode_payload(ints: dict, spec: QuantSpec, height: int, width: int, channel
     return w.getvalue()
 
 
+def _encode_refinement(enc: Encoder, ints: dict, spec: QuantSpec) -> None:
+    """Sub-cell offsets, level by level: x then y of the Gaussians refined that many times."""
+    r = refine_levels(ints["ls"], ints["la"], spec)
+    for level in range(1, spec.pos_refine + 1):
+        sel = r == level
+        if sel.any():
+            enc.encode(ints["sx"][sel], _uniform(1 << level))
+            enc.encode(ints["sy"][sel], _uniform(1 << level))
+
+
+def _decode_refinement(dec: Decoder, ls: np.ndarray, la: np.ndarray, spec: QuantSpec):
+    """Inverse of _encode_refinement: (sx, sy)."""
+    r = refine_levels(ls, la, spec)
+    sx, sy = np.zeros(r.shape, np.int64), np.zeros(r.shape, np.int64)
+    for level in range(1, spec.pos_refine + 1):
+        idx = np.nonzero(r == level)[0]
+        if idx.size:
+            sx[idx] = dec.decode(_uniform(1 << level), idx.size)
+            sy[idx] = dec.decode(_uniform(1 << level), idx.size)
+    return sx, sy
+
+
 # -- decoding ----------------------------------------------------------------------------------
-def decode_payload(data: bytes, major: int = 2) -> tuple[dict, QuantSpec, int, int, int, np.ndarray]:
+def decode_payload(data: bytes, major: int = 3) -> tuple[dict, QuantSpec, int, int, int, np.ndarray]:
     """IGAU chunk data -> (canonical integers, spec, height, width, channels, background integers).
 
-    Validates everything. major is the file's major version (1 has no background: zeros).
+    Validates everything. major is the file's major version (1 has no background: zeros;
+    below 3 no position refinement).
     """
     r = ByteReader(data, "IGAU chunk")
     width = r.varint(MAX_SIDE)
@@ -255,18 +286,25 @@ def decode_payload(data: bytes, major: int = 2) -> tuple[dict, QuantSpec, int, i
     scale_bits, angle_bits = sa >> 4, sa & 15
     if scale_bits > 4 or not 1 <= angle_bits <= MAX_ANGLE_BITS:
         raise CorruptError(f"scale/angle precision {scale_bits}/{angle_bits} out of range")
+    pos_refine = pos_rel = 0
+    if major >= 3:
+        pr = r.u8()
+        pos_refine, pos_rel = pr >> 4, pr & 15
+        if pos_shift + pos_refine > MAX_POS_SHIFT:
+            raise CorruptError(f"position refinement {pos_refine} out of range")
     shifts = tuple(r.u8() for _ in range(channels))
     if any(not 1 <= s <= MAX_COLOR_SHIFT for s in shifts):
         raise CorruptError(f"colour precision {shifts} out of range")
     spec = QuantSpec(pos_shift=pos_shift, scale_bits=scale_bits, angle_bits=angle_bits,
-                     color_shifts=shifts)
+                     color_shifts=shifts, pos_refine=pos_refine, pos_rel=pos_rel)
     bg = np.zeros(channels, np.int64)
     if major >= 2:
         for c, (lo, hi) in enumerate(spec.color_bounds(channels)):
             bg[c] = r.svarint(1 << 20)
             if not lo <= bg[c] <= hi:
                 raise CorruptError(f"background colour of channel {c} outside the limits of the spec")
-    empty = {"px": np.zeros(0, np.int64), "py": np.zeros(0, np.int64), "ls": np.zeros(0, np.int64),
+    empty = {"px": np.zeros(0, np.int64), "py": np.zeros(0, np.int64), "sx": np.zeros(0, np.int64),
+             "sy": np.zeros(0, np.int64), "ls": np.zeros(0, np.int64),
              "la": np.zeros(0, np.int64), "t": np.zeros(0, np.int64),
              "q": np.zeros((0, channels), np.int64)}
     if n == 0:
@@ -322,5 +360,6 @@ def decode_payload(data: bytes, major: int = 2) -> tuple[dict, QuantSpec, int, i
     q = np.empty((n, channels), np.int64)
     for c in range(channels):
         q[:, c] = dec.decode(color_models[c], n) + q_lo[c]
-    ints = {"px": px, "py": py, "ls": ls, "la": la, "t": t, "q": q}
+    sx, sy = _decode_refinement(dec, ls, la, spec)
+    ints = {"px": px, "py": py, "sx": sx, "sy": sy, "ls": ls, "la": la, "t": t, "q": q}
     return ints, spec, height, width, channels, bg

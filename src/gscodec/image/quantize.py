@@ -1,7 +1,9 @@
 """Quantisation of 2D Gaussians to the canonical integers of a .gsi file, and back.
 
 Canonical integers per Gaussian (see spec/gsi.md, section 3):
-  px, py  position cell on a grid of step 2**-pos_shift pixels (mean = cell centre)
+  px, py  position cell on a grid of step 2**-pos_shift pixels
+  sx, sy  sub-cell of a Gaussian with r > 0 refinement levels (r from its minor scale):
+          mean = centre of sub-cell (sx, sy) of the cell split 2**r times per axis
   ls      major axis log2 scale in 1/K octave steps (K = 2**scale_bits)
   la      aspect: major minus minor log2 scale index (>= 0)
   t       angle of the major axis in pi/A steps (A = 2**angle_bits), 0 when la == 0
@@ -36,6 +38,8 @@ class QuantSpec:
     scale_bits: int = 3             # K = 2**scale_bits log2-scale steps per octave, 0..4
     angle_bits: int = 5             # A = 2**angle_bits angle steps over [0, pi), 1..10
     color_shifts: tuple = (6, 5, 5)  # per channel, colour step 2**-shift, 1..12
+    pos_refine: int = 0             # most refinement levels of a position (0: none; version 3)
+    pos_rel: int = 0                # refined step about minor sigma / 2**pos_rel .. 2**(pos_rel+1)
 
     @property
     def K(self) -> int:  # noqa: N802 (name of the spec)
@@ -66,15 +70,15 @@ class QuantSpec:
             return x + (q - x).detach()
 
         h, w = size
-        step = 2.0 ** -self.pos_shift
-        gx, gy = self.grid(h, w)
-        cells = torch.floor(means.detach() / step)
-        cells = torch.stack([cells[:, 0].clamp(0, gx - 1), cells[:, 1].clamp(0, gy - 1)], 1)
-        m = ste(means, (cells + 0.5) * step)
         k = float(self.K)
         ls = ste(log2_scales, torch.round(log2_scales.detach() * k).clamp(LOG2_SCALE_MIN * k, LOG2_SCALE_MAX * k) / k)
         lq = ls.detach() * k
-        la = (lq[:, 0] - lq[:, 1]).abs().round().to(torch.int64).cpu().numpy()
+        lq_np = lq.round().to(torch.int64).cpu().numpy()
+        la = np.abs(lq_np[:, 0] - lq_np[:, 1])
+        r = refine_levels(lq_np.max(1), la, self)
+        fine = _fine_cells(means.detach().cpu().numpy().astype(np.float64), r, self, size)
+        step = np.ldexp(1.0, -(self.pos_shift + r))[:, None]
+        m = ste(means, torch.as_tensor((fine + 0.5) * step, dtype=means.dtype, device=means.device))
         a_step = torch.as_tensor(PI64 / (1 << angle_bits_for(la, self)), dtype=angles.dtype,
                                  device=angles.device)
         a = ste(angles, torch.round(angles.detach() / a_step) * a_step)
@@ -96,6 +100,27 @@ def angle_bits_for(la: np.ndarray, spec: QuantSpec) -> np.ndarray:
     return np.maximum(spec.angle_bits - deficit, 1)
 
 
+def refine_levels(ls: np.ndarray, la: np.ndarray, spec: QuantSpec) -> np.ndarray:
+    """Position refinement levels per Gaussian from its minor-axis scale index ls - la.
+
+    The refined step is 2**(floor(log2 minor sigma) - pos_rel) pixels, at most pos_refine
+    halvings below the grid step: small Gaussians get fine positions, large ones do not pay.
+    """
+    lm = np.asarray(ls, np.int64) - np.asarray(la, np.int64)
+    r = spec.pos_rel - spec.pos_shift - (lm >> spec.scale_bits)
+    return np.clip(r, 0, spec.pos_refine).astype(np.int64)
+
+
+def _fine_cells(means: np.ndarray, r: np.ndarray, spec: QuantSpec, size: tuple[int, int]) -> np.ndarray:
+    """Refined cell indices (M, 2) at step 2**-(pos_shift + r), within the grid's cells."""
+    h, w = size
+    gx, gy = spec.grid(h, w)
+    r = np.asarray(r, np.int64)[:, None]
+    fine = np.floor(np.ldexp(means, (spec.pos_shift + r).astype(np.int32))).astype(np.int64)
+    cells = np.clip(fine >> r, 0, np.array([gx - 1, gy - 1]))
+    return (cells << r) + np.clip(fine - (cells << r), 0, (np.int64(1) << r) - 1)
+
+
 def _cells(extent: int, shift: int) -> int:
     return extent << shift if shift >= 0 else (extent + (1 << -shift) - 1) >> -shift
 
@@ -111,12 +136,6 @@ def color_matrices(channels: int) -> tuple[np.ndarray, np.ndarray]:
 
 def quantize(params: dict, spec: QuantSpec, size: tuple[int, int]) -> dict:
     """Float parameters (fit.export layout) -> canonical integer arrays."""
-    h, w = size
-    gx, gy = spec.grid(h, w)
-    step = 2.0 ** -spec.pos_shift
-    m = np.asarray(params["means"], np.float64)
-    px = np.clip(np.floor(m[:, 0] / step), 0, gx - 1).astype(np.int64)
-    py = np.clip(np.floor(m[:, 1] / step), 0, gy - 1).astype(np.int64)
     k = spec.K
     lq = np.rint(np.clip(np.asarray(params["log2_scales"], np.float64), LOG2_SCALE_MIN, LOG2_SCALE_MAX) * k)
     lq = lq.astype(np.int64)
@@ -131,7 +150,12 @@ def quantize(params: dict, spec: QuantSpec, size: tuple[int, int]) -> dict:
     t = np.mod(t, levels) << (spec.angle_bits - b)
     t = np.where(la == 0, 0, t)
     q = _quantize_coded(params["colors"], spec)
-    return {"px": px, "py": py, "ls": ls, "la": la, "t": t, "q": q}
+    r = refine_levels(ls, la, spec)
+    fine = _fine_cells(np.asarray(params["means"], np.float64).reshape(-1, 2), r, spec, size)
+    cells = fine >> r[:, None]
+    sub = fine - (cells << r[:, None])
+    return {"px": cells[:, 0], "py": cells[:, 1], "sx": sub[:, 0], "sy": sub[:, 1],
+            "ls": ls, "la": la, "t": t, "q": q}
 
 
 def _quantize_coded(cols: np.ndarray, spec: QuantSpec) -> np.ndarray:
@@ -152,10 +176,13 @@ def exp2_fixed(idx: np.ndarray, bits: int) -> np.ndarray:
 
 def dequantize(ints: dict, spec: QuantSpec) -> dict:
     """Canonical integers -> float64 parameters, bit-exact on every IEEE-754 machine."""
-    step = np.ldexp(1.0, -spec.pos_shift)
-    means = np.stack([(ints["px"].astype(np.float64) + 0.5) * step,
-                      (ints["py"].astype(np.float64) + 0.5) * step], 1)
     ls, la = ints["ls"], ints["la"]
+    r = refine_levels(ls, la, spec)
+    zero = np.zeros_like(ints["px"])
+    fx = (ints["px"] << r) + ints.get("sx", zero)
+    fy = (ints["py"] << r) + ints.get("sy", zero)
+    e = (-(spec.pos_shift + r)).astype(np.int32)
+    means = np.stack([np.ldexp(fx.astype(np.float64) + 0.5, e), np.ldexp(fy.astype(np.float64) + 0.5, e)], 1)
     scales = np.stack([exp2_fixed(ls, spec.scale_bits), exp2_fixed(ls - la, spec.scale_bits)], 1)
     log2_scales = np.stack([ls, ls - la], 1).astype(np.float64) / spec.K
     angles = ints["t"].astype(np.float64) * (PI64 / spec.A)
