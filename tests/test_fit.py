@@ -143,3 +143,31 @@ def test_staged_freezing_fixes_quantised_values_and_lets_the_rest_adapt():
     fit.run(5)
     assert not torch.equal(fit.log_scales.detach(), scales)
     assert [len(g["params"]) for g in fit.opt.param_groups] == [1, 1]   # scales and colours
+
+
+def test_settled_colours_are_on_the_grid_and_beat_plain_rounding():
+    from gscodec.image.quantize import QuantSpec, quantize
+
+    rng = np.random.default_rng(3)
+    img = (0.5 + 0.3 * np.sin(np.arange(48)[:, None, None] / 5.0 + np.arange(64)[None, :, None] / 7.0
+                              + np.arange(3)) + 0.05 * rng.normal(size=(48, 64, 3))).astype(np.float32)
+    fit = _fitter(img, 60, seed=2)
+    fit.run(30)
+    spec = QuantSpec(pos_shift=1, scale_bits=3, angle_bits=6, color_shifts=(4, 4, 4))   # coarse colours
+    fit.freeze_geometry(spec)
+    fit.solve_colors(10)
+
+    def mse(colors):
+        with torch.no_grad():
+            out = fit.render_fn(fit.means, torch.exp2(fit.log_scales), fit.angles, colors @ fit._inv.T,
+                                src_size=fit.size) + fit.background
+        return float(((out - fit.target) ** 2).mean())
+
+    rounded = torch.as_tensor(quantize(fit.export(), spec, fit.size)["q"] / 16.0, dtype=torch.float32)
+    best = mse(fit.colors.detach())                                 # float colours
+    fit.settle_colors(spec, 4, 4)
+    q = fit.colors.detach().numpy() * 16.0
+    np.testing.assert_array_equal(q, np.round(q))                   # exactly on the grid
+    np.testing.assert_array_equal(quantize(fit.export(), spec, fit.size)["q"], q.astype(np.int64))
+    # the colours still free absorb part of the quantisation error of those already fixed
+    assert mse(fit.colors.detach()) - best < 0.8 * (mse(rounded) - best)

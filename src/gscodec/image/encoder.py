@@ -27,7 +27,8 @@ OVERSHOOT = 1.15             # initial count above the prior estimate
 SETTLE_LR_SCALE = 0.3        # rates of the staged-quantisation phase
 SETTLE_SPLIT = 0.5           # its share with the angles quantised (then the positions too)
 COLOR_ITERS = 15             # CGLS iterations of the final least-squares colour solve
-REFIT_ITERS = 4              # CGLS iterations after each budget pruning
+REFIT_ITERS = 4              # CGLS iterations after each budget pruning (and per colour round)
+COLOR_ROUNDS = 5             # rounds of the staged colour quantisation (largest Gaussians first)
 RELOCATE_EVENTS = 20         # re-seedings of the weakest Gaussians per first phase (at most)
 RELOCATE_FRAC = 0.05         # share of the Gaussians re-seeded each time
 RELOCATE_UNTIL = 0.7         # ... during this first share of the phase, so they can settle
@@ -185,6 +186,9 @@ def _fit_into(fitter: GaussianFitter, spec: QuantSpec, size, channels: int, meta
               refit: int, background: np.ndarray) -> bytes:
     """Code the Gaussians, pruning the weakest until the whole file is within `budget` bytes."""
     while True:
+        # Staged colour quantisation: +0.04 dB at CR 500, +0.02 at CR 1000 (Kodak 03, 05, 07,
+        # 09, 19, 20) over rounding all colours at once; 3 rounds +0.02 at CR 500.
+        fitter.settle_colors(spec, COLOR_ROUNDS, refit)
         data, _ = pack(fitter.export(), spec, size, channels, metadata, background)
         if len(data) <= budget or fitter.count == 0:
             return data

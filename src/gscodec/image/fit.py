@@ -310,28 +310,73 @@ class GaussianFitter:
         stays trainable (used on the initialisation).
         """
         torch = self.torch
-        m, s, a = self.means.detach(), torch.exp2(self.log_scales.detach()), self.angles.detach()
-        n = len(m)
-        if n == 0 or iters <= 0:
+        if self.count == 0 or iters <= 0:
             return
+        x = (self.colors.detach() @ self._inv.T).clone()
+        x = self._solve(None, x, self.target - self.background, iters, progress)
+        self.colors = (x @ self._fwd.T).clone().requires_grad_(True)
+        if freeze:
+            self.means, self.log_scales, self.angles = (self.means.detach(), self.log_scales.detach(),
+                                                        self.angles.detach())
+        self._new_optimizer()
+
+    def settle_colors(self, spec: QuantSpec, rounds: int, iters: int) -> None:
+        """Quantise the colours in rounds, largest Gaussians first, re-solving the rest in between.
+
+        Each round fixes a share of the colours at their quantised values and lets the colours
+        still free absorb the error by least squares (the staged quantisation of the geometry,
+        for the colours). Afterwards every colour is on the spec's grid.
+        """
+        torch = self.torch
+        n = self.count
+        if n == 0:
+            return
+        coded = self.colors.detach().clone()
+        order = torch.argsort(self.log_scales.detach().sum(1), descending=True, stable=True)
+        fixed = torch.zeros(n, dtype=torch.bool, device=self.device)
+        rounds = max(1, rounds)
+        for k in range(rounds):
+            part = order[k * n // rounds:(k + 1) * n // rounds]
+            coded[part] = self._quantized_colors(coded[part], spec)
+            fixed[part] = True
+            if k == rounds - 1 or iters <= 0:
+                continue
+            done, free = torch.nonzero(fixed).squeeze(1), torch.nonzero(~fixed).squeeze(1)
+            with torch.no_grad():
+                under = self.render_fn(self.means.detach()[done], torch.exp2(self.log_scales.detach()[done]),
+                                       self.angles.detach()[done], coded[done] @ self._inv.T, src_size=self.size)
+            x = self._solve(free, coded[free] @ self._inv.T, self.target - self.background - under, iters)
+            coded[free] = x @ self._fwd.T
+        self.colors = coded.requires_grad_(True)
+        self._new_optimizer()
+
+    def _quantized_colors(self, coded, spec: QuantSpec):
+        """Coded-space colours rounded to the spec's grid within its limits (as the file stores them)."""
+        torch = self.torch
+        out = torch.empty_like(coded)
+        for ch, (s, (lo, hi)) in enumerate(zip(spec.color_shifts, spec.color_bounds(coded.shape[1]))):
+            f = float(1 << s)
+            out[:, ch] = torch.round(coded[:, ch] * f).clamp(lo, hi) / f
+        return out
+
+    def _solve(self, idx, x, target, iters: int, progress=None):
+        """CGLS for the RGB colours x of the Gaussians idx (all when None) against target."""
+        torch = self.torch
+        m, s, a = self.means.detach(), torch.exp2(self.log_scales.detach()), self.angles.detach()
+        if idx is not None:
+            m, s, a = m[idx], s[idx], a[idx]
 
         def fwd(col):
             with torch.no_grad():
                 return self.render_fn(m, s, a, col, src_size=self.size)
 
         def adj(img):
-            col = torch.zeros(n, img.shape[2], device=self.device, requires_grad=True)
+            col = torch.zeros(len(m), img.shape[2], device=self.device, requires_grad=True)
             out = self.render_fn(m, s, a, col, src_size=self.size)
             (g,) = torch.autograd.grad((out * img).sum(), col)
             return g
 
-        x = (self.colors.detach() @ self._inv.T).clone()
-        x = cgls(fwd, adj, x, self.target - self.background, iters,
-                 None if progress is None else (lambda: progress.update(1)))
-        self.colors = (x @ self._fwd.T).clone().requires_grad_(True)
-        if freeze:
-            self.means, self.log_scales, self.angles = m, self.log_scales.detach(), a
-        self._new_optimizer()
+        return cgls(fwd, adj, x, target, iters, None if progress is None else (lambda: progress.update(1)))
 
     def importance(self) -> np.ndarray:
         """Energy of each Gaussian (|colour|^2 times area): the pruning order."""
