@@ -337,7 +337,7 @@ class GaussianFitter:
         rounds = max(1, rounds)
         for k in range(rounds):
             part = order[k * n // rounds:(k + 1) * n // rounds]
-            coded[part] = self._quantized_colors(coded[part], spec)
+            coded[part] = spec.round_colors_torch(coded[part])
             fixed[part] = True
             if k == rounds - 1 or iters <= 0:
                 continue
@@ -349,15 +349,6 @@ class GaussianFitter:
             coded[free] = x @ self._fwd.T
         self.colors = coded.requires_grad_(True)
         self._new_optimizer()
-
-    def _quantized_colors(self, coded, spec: QuantSpec):
-        """Coded-space colours rounded to the spec's grid within its limits (as the file stores them)."""
-        torch = self.torch
-        out = torch.empty_like(coded)
-        for ch, (s, (lo, hi)) in enumerate(zip(spec.color_shifts, spec.color_bounds(coded.shape[1]))):
-            f = float(1 << s)
-            out[:, ch] = torch.round(coded[:, ch] * f).clamp(lo, hi) / f
-        return out
 
     def _solve(self, idx, x, target, iters: int, progress=None):
         """CGLS for the RGB colours x of the Gaussians idx (all when None) against target."""

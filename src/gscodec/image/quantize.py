@@ -82,11 +82,17 @@ class QuantSpec:
         a_step = torch.as_tensor(PI64 / (1 << angle_bits_for(la, self)), dtype=angles.dtype,
                                  device=angles.device)
         a = ste(angles, torch.round(angles.detach() / a_step) * a_step)
+        return m, ls, a, ste(colors, self.round_colors_torch(colors.detach()))
+
+    def round_colors_torch(self, colors):
+        """Coded-space colours (torch) rounded to this spec's grid within its limits, as the file stores them."""
+        import torch
+
         cols = []
         for ch, (s, (lo, hi)) in enumerate(zip(self.color_shifts, self.color_bounds(colors.shape[1]))):
             f = float(1 << s)
-            cols.append(ste(colors[:, ch], torch.round(colors[:, ch].detach() * f).clamp(lo, hi) / f))
-        return m, ls, a, torch.stack(cols, 1)
+            cols.append(torch.round(colors[:, ch] * f).clamp(lo, hi) / f)
+        return torch.stack(cols, 1)
 
 
 def angle_bits_for(la: np.ndarray, spec: QuantSpec) -> np.ndarray:
