@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.4.0"
+__version__ = "0.4.1"
 
 from .errors import GscodecError  # noqa: E402
 

@@ -40,8 +40,7 @@ behind; an existing output is kept unless --force is given."""
 @click.option("--ratio", type=float, help="Images: compression ratio against 8-bit samples (e.g. 100). Default 100 if no byte budget is given.")
 @click.option("--max-bytes", type=int, help="Images: hard cap on the output file size in bytes.")
 @click.option("--bpp", type=float, help="Images: hard cap in bits per pixel.")
-@click.option("--steps", type=int, help="Images: optimisation steps [default: on CPU 600, or 300 when the "
-              "Gaussians are sparse (over 300 pixels each, about CR 200+); 3000 on CUDA].")
+@click.option("--steps", type=int, help="Images: optimisation steps [default: 600 on CPU, 3000 on CUDA].")
 @click.option("--quality", type=click.Choice(["low", "medium", "high"]), default="medium", show_default=True,
               help="Scenes: base-layer quality level.")
 @click.option("--nan", "nan_policy", type=click.Choice(["reject", "drop"]), default="reject", show_default=True,

@@ -140,7 +140,7 @@ def encode_array(image: np.ndarray, budget: int, *, steps: int | None, device: s
     if n == 0:
         return empty_file((h, w), c, metadata, bg_floor)
     if steps is None:
-        steps = default_steps(dev, h * w / n)
+        steps = default_steps(dev)
     bg_q, bg = background_for(mean, spec)
     init = init_fn(image - bg.astype(np.float32), n, seed)
     fitter = GaussianFitter(image, init, device=dev, config=fit_config(h * w / n),
