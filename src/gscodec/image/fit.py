@@ -15,9 +15,9 @@ from .quantize import LOG2_SCALE_MAX, LOG2_SCALE_MIN, QuantSpec, color_matrices
 
 # Default iteration counts. On CPU every fit gets 600 steps: on Kodak, 300 -> 600 gave +0.45..0.8
 # dB at CR 20 and +0.27..0.38 dB at CR 100 (1000 steps at CR 20: at most +0.26 dB more). Sparse fits
-# (CR 500 and up) kept 300 until the staged quantisation made the longer fit pay there too: +0.17
+# (about CR 200 and up) kept 300 until the staged quantisation made the longer fit pay there too: +0.17
 # dB at CR 500 on Kodak 03, 05, 07, 09, 19, 20 (-0.05..+0.32 per image), while 1000 steps scored
-# below 600 (+0.13: -0.28 on kodim20, -0.15 on kodim05).
+# below 600 (+0.13 over 300; kodim20 -0.28 and kodim05 -0.15 below 300).
 CPU_STEPS = 600
 DENSE_PPG = 300.0            # from this many pixels per Gaussian a fit is sparse (see fit_config)
 CUDA_STEPS = 3000
