@@ -14,7 +14,7 @@ SIGNATURES = {
     "gsz": b"\x89GSZ\r\n\x1a\n",
 }
 # Major version per file kind: the framing is shared, the payload syntax is not
-# (.gsi 2.0 added the background colour to its header).
+# (.gsi 2.0 added the background colour to its header, 3.0 the position refinement).
 MAJOR = {"gsi": 3, "gsz": 2}
 MINOR = 0
 META_TYPE = b"meta"
