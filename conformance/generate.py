@@ -89,13 +89,15 @@ def gsi_vectors(cases: list) -> list[bytes]:
         cases.append({"id": cid, "kind": "gsi", "valid": True, "file": _write(f"vectors/{cid}.gsi", blob),
                       "sha256": sha256(blob), "tests": what, "gaussians": int(params["count"]),
                       "canonical_sha256": sha256(canonical_gsi(params)), "renders": renders})
-    blobs.append(_gsi_legacy_case(cases, blobs[1], GSI_CASES[1], 1, "no background, no position refinement"))
-    blobs.append(_gsi_legacy_case(cases, blobs[2], GSI_CASES[2], 2, "no position refinement"))
+    blobs.append(_gsi_legacy_case(cases, blobs[1], GSI_CASES[1], 1,
+                                  "no background, no position refinement, Gaussian kernel"))
+    blobs.append(_gsi_legacy_case(cases, blobs[2], GSI_CASES[2], 2, "no position refinement, Gaussian kernel"))
+    blobs.append(_gsi_legacy_case(cases, blobs[0], GSI_CASES[0], 3, "no kernel field: Gaussian kernel"))
     return blobs
 
 
 def _gsi_legacy_case(cases: list, blob: bytes, case, major: int, what: str) -> bytes:
-    """The Gaussians of a vector re-quantised without position refinement, in an older syntax."""
+    """The Gaussians of a vector in an older syntax: Gaussian kernel; below 3 re-quantised without refinement."""
     from dataclasses import replace
 
     from gscodec.image import decode_gaussians, decode_image
@@ -103,10 +105,13 @@ def _gsi_legacy_case(cases: list, blob: bytes, case, major: int, what: str) -> b
     from gscodec.image.quantize import quantize
 
     g = decode_gaussians(blob)
-    spec = replace(g["spec"], pos_refine=0, pos_rel=0)
-    ints = quantize({"means": g["means"], "log2_scales": g["log2_scales"], "angles": g["angles"],
-                     "colors": g["coded_colors"]}, spec, (g["height"], g["width"]))
-    ints = {k: v[coding_order(ints)] for k, v in ints.items()}
+    spec = replace(g["spec"], kernel=4)
+    ints = g["ints"]
+    if major < 3:
+        spec = replace(spec, pos_refine=0, pos_rel=0)
+        ints = quantize({"means": g["means"], "log2_scales": g["log2_scales"], "angles": g["angles"],
+                         "colors": g["coded_colors"]}, spec, (g["height"], g["width"]))
+        ints = {k: v[coding_order(ints)] for k, v in ints.items()}
     bg = g["background_ints"] if major >= 2 else None
     payload = encode_payload(ints, spec, g["height"], g["width"], g["channels"], bg, major=major)
     old = write_container("gsi", [Chunk(CHUNK_TYPE, payload)], major=major)

@@ -266,7 +266,7 @@ def test_empty_file_decodes_to_its_background():
     empty = {"means": np.zeros((0, 2)), "log2_scales": np.zeros((0, 2)), "angles": np.zeros(0),
              "colors": np.zeros((0, 3))}
     data = pack(empty, QuantSpec(), (5, 7), 3, None)[0]
-    assert len(data) <= 41
+    assert len(data) <= 42
     out = decode_image(data)
     assert out.shape == (5, 7, 3) and not out.any()
     spec = QuantSpec(color_shifts=(6, 6, 6))
@@ -292,7 +292,7 @@ def test_encoder_background_is_the_quantised_mean(rgb):
 
 def _without_refinement(g: dict) -> tuple[dict, QuantSpec, np.ndarray]:
     """Decoded Gaussians re-quantised without position refinement (versions 1 and 2), and their order."""
-    spec = replace(g["spec"], pos_refine=0, pos_rel=0)
+    spec = replace(g["spec"], pos_refine=0, pos_rel=0, kernel=4)
     ints = quantize({"means": g["means"], "log2_scales": g["log2_scales"], "angles": g["angles"],
                      "colors": g["coded_colors"]}, spec, (g["height"], g["width"]))
     order = coding_order(ints)
@@ -372,3 +372,44 @@ def test_refinement_beyond_the_finest_grid_is_corrupt(encoded):
     payload = encode_payload(g["ints"], spec, g["height"], g["width"], g["channels"], g["background_ints"])
     with pytest.raises(CorruptError, match="refinement"):
         decode_payload(payload)
+
+
+def test_version_4_stores_the_kernel_and_renders_with_it(encoded):
+    from gscodec.render.image2d_np import render_image_np
+
+    g = decode_gaussians(encoded)
+    assert g["spec"].kernel == 8 and g["beta"] == 2.0
+    args = [g[k].astype(np.float32) for k in ("means", "scales", "angles", "colors")]
+    size = (g["height"], g["width"])
+    for beta in (2.0, 1.0):
+        ref = render_image_np(*args, size, beta=beta) + g["background"].astype(np.float32)
+        same = np.array_equal(decode_image(encoded), np.floor(np.clip(ref, 0, 1) * 255 + 0.5).astype(np.uint8))
+        assert same == (beta == 2.0)
+
+
+def test_version_3_file_keeps_the_gaussian_kernel(encoded):
+    g = decode_gaussians(encoded)
+    spec = replace(g["spec"], kernel=4)
+    payload = encode_payload(g["ints"], spec, g["height"], g["width"], g["channels"], g["background_ints"], major=3)
+    old = write_container("gsi", [Chunk(CHUNK_TYPE, payload)], major=3)
+    g3 = decode_gaussians(old)
+    assert read_container(old).version == (3, 0) and g3["beta"] == 1.0
+    for k in ("means", "scales", "angles", "colors", "background"):
+        np.testing.assert_array_equal(g3[k], g[k])
+    assert not np.array_equal(decode_image(old), decode_image(encoded))
+    with pytest.raises(ValueError):     # the kernel field needs version 4
+        encode_payload(g["ints"], g["spec"], g["height"], g["width"], g["channels"], major=3)
+
+
+@pytest.mark.parametrize("kernel", [0, 3, 17, 255])
+def test_kernel_out_of_range_is_corrupt(encoded, kernel):
+    g = decode_gaussians(encoded)
+    payload = bytearray(encode_payload(g["ints"], g["spec"], g["height"], g["width"], g["channels"],
+                                       g["background_ints"]))
+    assert g["width"] < 128 and g["height"] < 128 and g["count"] < 128   # one-byte varints
+    assert payload[7] == 8                                                # width height mode N shift sa pr kr
+    payload[7] = kernel
+    with pytest.raises(CorruptError):
+        decode_payload(bytes(payload))
+    with pytest.raises(ValueError):
+        encode_payload(g["ints"], replace(g["spec"], kernel=kernel), g["height"], g["width"], g["channels"])

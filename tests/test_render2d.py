@@ -24,7 +24,7 @@ def _one(mean, scale, angle=0.0, color=(1.0,)):
             np.array([color], np.float64))
 
 
-def _brute(means, scales, angles, colors, src, out=None):
+def _brute(means, scales, angles, colors, src, out=None, beta=1.0):
     """Dense float64 reference written straight from spec/render2d.md."""
     h, w = src
     oh, ow = out or src
@@ -42,7 +42,7 @@ def _brute(means, scales, angles, colors, src, out=None):
         inv = np.linalg.inv(cov_f)
         dx, dy = xs - m[0] * fx, ys - m[1] * fy
         q = inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy
-        img += (np.where(q <= 9.0, np.exp(-0.5 * q), 0.0) * amp)[..., None] * c
+        img += (np.where(q <= 9.0, np.exp(-((0.5 * q) ** beta)), 0.0) * amp)[..., None] * c
     return img
 
 
@@ -96,12 +96,31 @@ def test_three_sigma_cutoff(impl):
     assert val(3.0 / 3.01) == 0.0
 
 
-def test_matches_dense_reference_at_all_sizes():
+@pytest.mark.parametrize("impl", ["torch", "numpy"])
+def test_super_gaussian_kernel_and_cutoff(impl):
+    # beta 2: weight exp(-(q/2)^2), cut at the same 3-sigma ellipse q = 9 as the Gaussian
+    def val(sigma, beta=2.0):
+        g = _one((5.5, 5.5), (sigma, sigma))          # pixel (5, 8) lies 3 px right of the mean
+        img = (render_image(*_t(*g), (11, 11), beta=beta).numpy() if impl == "torch"
+               else render_image_np(*g, (11, 11), beta=beta))
+        return img[5, 8, 0]
+    assert val(3.0) == pytest.approx(math.exp(-(0.5 ** 2)), rel=1e-5)       # q = 1
+    assert val(3.0 / 2.0) == pytest.approx(math.exp(-4.0), rel=1e-5)         # q = 4
+    assert val(3.0 / 2.99) == pytest.approx(math.exp(-(2.99 ** 4) / 4), rel=1e-3)
+    assert val(3.0 / 3.01) == 0.0
+    assert val(3.0, beta=1.0) == pytest.approx(math.exp(-0.5), rel=1e-5)
+    for bad in (0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            val(3.0, beta=bad)
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0, 1.5])
+def test_matches_dense_reference_at_all_sizes(beta):
     g = _random(40, 19, 27)
     for out in [None, (19, 27), (38, 54), (10, 13), (5, 30), (3, 3)]:
-        ref = _brute(*g, (19, 27), out)
-        got_t = render_image(*_t(*g), (19, 27), out).numpy()
-        got_n = render_image_np(*g, (19, 27), out)
+        ref = _brute(*g, (19, 27), out, beta)
+        got_t = render_image(*_t(*g), (19, 27), out, beta=beta).numpy()
+        got_n = render_image_np(*g, (19, 27), out, beta=beta)
         assert got_t.shape == ref.shape == got_n.shape
         np.testing.assert_allclose(got_t, ref, atol=1e-10)
         np.testing.assert_allclose(got_n, ref, atol=2e-5)
@@ -127,12 +146,13 @@ def test_downscale_keeps_mass():
         assert small == pytest.approx(full, rel=0.02)
 
 
+@pytest.mark.parametrize("beta", [1.0, 2.0])
 @pytest.mark.parametrize("out", [None, (11, 40)])
-def test_adjoint_is_transpose(out):
+def test_adjoint_is_transpose(out, beta):
     g = _random(50, 19, 27, seed=8)
     y = torch.rand(*(out or (19, 27)), 3, dtype=torch.float64)
-    img = render_image(*_t(*g), (19, 27), out)
-    at_y = r2d.splat_adjoint(*_t(*g[:3]), y, (19, 27), out)
+    img = render_image(*_t(*g), (19, 27), out, beta=beta)
+    at_y = r2d.splat_adjoint(*_t(*g[:3]), y, (19, 27), out, beta=beta)
     assert at_y.shape == (50, 3)
     lhs = float((img * y).sum())
     rhs = float((torch.as_tensor(g[3]) * at_y).sum())
@@ -172,20 +192,21 @@ def test_chunking_is_invisible(monkeypatch):
     np.testing.assert_allclose(render_image_np(*g, (23, 31), (30, 20)), ref_n, atol=1e-5)
 
 
+@pytest.mark.parametrize("beta", [1.0, 2.0, 1.5])
 @pytest.mark.parametrize("out", [None, (5, 4), (12, 15)])
-def test_gradcheck(out):
+def test_gradcheck(out, beta):
     torch.manual_seed(0)
     n, h, w = 3, 7, 9
     means = (torch.rand(n, 2, dtype=torch.float64) * torch.tensor([w, h])).requires_grad_()
     scales = (0.7 + torch.rand(n, 2, dtype=torch.float64) * 1.5).requires_grad_()
     angles = (torch.rand(n, dtype=torch.float64) * 3).requires_grad_()
     colors = torch.rand(n, 3, dtype=torch.float64).requires_grad_()
-    assert torch.autograd.gradcheck(lambda m, s, a, c: render_image(m, s, a, c, (h, w), out),
+    assert torch.autograd.gradcheck(lambda m, s, a, c: render_image(m, s, a, c, (h, w), out, beta=beta),
                                     (means, scales, angles, colors), atol=1e-6,
                                     fast_mode=True)
 
 
-def _brute_torch(means, scales, angles, colors, src, out=None):
+def _brute_torch(means, scales, angles, colors, src, out=None, beta=1.0):
     """Dense autograd reference of the render (float64), the same equation as _brute."""
     h, w = src
     oh, ow = out or src
@@ -206,13 +227,15 @@ def _brute_torch(means, scales, angles, colors, src, out=None):
     dy = ys[None] - (means[:, 1] * fy)[:, None, None]
     q = (syy[:, None, None] * dx * dx - 2 * sxy[:, None, None] * dx * dy
          + sxx[:, None, None] * dy * dy) / det[:, None, None]
-    wgt = torch.where(q.detach() <= 9.0, torch.exp(-0.5 * q), torch.zeros_like(q)) * amp[:, None, None]
+    wgt = torch.where(q.detach() <= 9.0, torch.exp(-((0.5 * q).clamp_min(0) ** beta)),
+                      torch.zeros_like(q)) * amp[:, None, None]
     return torch.einsum("nhw,nc->hwc", wgt, colors)
 
 
+@pytest.mark.parametrize("beta", [1.0, 2.0])
 @pytest.mark.parametrize("cache", [True, False])
 @pytest.mark.parametrize("out", [None, (17, 12), (46, 62)])
-def test_gradients_match_dense_autograd(monkeypatch, cache, out):
+def test_gradients_match_dense_autograd(monkeypatch, cache, out, beta):
     # many Gaussians, tiny chunks: the backward walks several batches and pair chunks, from
     # the forward's cached tables or by enumerating the pairs again
     monkeypatch.setattr(r2d, "ROW_CHUNK", 7)
@@ -224,7 +247,7 @@ def test_gradients_match_dense_autograd(monkeypatch, cache, out):
     grads = []
     for fn in (render_image, _brute_torch):
         x = [t.clone().requires_grad_() for t in _t(*g)]
-        (fn(*x, (23, 31), out) * weights).sum().backward()
+        (fn(*x, (23, 31), out, beta=beta) * weights).sum().backward()
         grads.append([t.grad for t in x])
     for a, b in zip(*grads):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-7, atol=1e-9)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.4.1"
+__version__ = "0.5.0"
 
 from .errors import GscodecError  # noqa: E402
 

@@ -29,7 +29,7 @@ def canonical_gsi(params: dict) -> bytes:
     head = b"GSIC" + struct.pack("<IIII", int(params["width"]), int(params["height"]), c, n)
     bg = params.get("background")
     arrays = [params["means"], params["scales"], params["angles"], params["colors"],
-              np.zeros(c) if bg is None else bg]
+              np.zeros(c) if bg is None else bg, np.array([params.get("beta", 1.0)])]
     return head + b"".join(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in arrays)
 
 

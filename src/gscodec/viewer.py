@@ -68,7 +68,8 @@ class GsiFile:
         scales (N,2) float32: standard deviations in pixels along the Gaussian's axes (linear);
         angles (N,) float32: radians from +x towards +y; colors (N,C) float32: additive colour
         contributions on a 0..1 scale (opacity is 1; see spec/render2d.md); background (C,)
-        float32: the constant colour under every pixel (pixel = background + sum of Gaussians).
+        float32: the constant colour under every pixel (pixel = background + sum of Gaussians);
+        beta (float): the exponent of the kernel exp(-(q/2)^beta) (2.0 in version 4, 1.0 before).
         """
         if self._params is None:
             from .image import decode_gaussians
@@ -76,6 +77,7 @@ class GsiFile:
             self._params = decode_gaussians(self._data)
         out = {k: self._params[k] for k in ("means", "scales", "angles", "colors")}
         out["background"] = self._params["background"].astype(np.float32)
+        out["beta"] = float(self._params["beta"])
         return out
 
     def render(self, width: int | None = None, height: int | None = None,

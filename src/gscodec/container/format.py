@@ -14,8 +14,9 @@ SIGNATURES = {
     "gsz": b"\x89GSZ\r\n\x1a\n",
 }
 # Major version per file kind: the framing is shared, the payload syntax is not
-# (.gsi 2.0 added the background colour to its header, 3.0 the position refinement).
-MAJOR = {"gsi": 3, "gsz": 2}
+# (.gsi 2.0 added the background colour to its header, 3.0 the position refinement,
+# 4.0 the rendering kernel's exponent).
+MAJOR = {"gsi": 4, "gsz": 2}
 MINOR = 0
 META_TYPE = b"meta"
 END_TYPE = b"GEND"

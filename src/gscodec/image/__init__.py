@@ -91,6 +91,7 @@ def decode_gaussians(data: bytes) -> dict:
     out = dequantize(ints, spec)
     out.update({"width": w, "height": h, "channels": c, "count": int(len(ints["px"])),
                 "background": dequantize_colors(bg[None, :], spec)[0][0], "background_ints": bg,
+                "beta": spec.beta,
                 "ints": ints, "spec": spec, "metadata": cont.metadata})
     return out
 
@@ -130,7 +131,7 @@ def decode_image(data: bytes, width: int | None = None, height: int | None = Non
     oh, ow = output_size(g["height"], g["width"], width, height, scale)
     img = render_image_np(g["means"].astype(np.float32), g["scales"].astype(np.float32),
                           g["angles"].astype(np.float32), g["colors"].astype(np.float32),
-                          src_size=(g["height"], g["width"]), out_size=(oh, ow))
+                          src_size=(g["height"], g["width"]), out_size=(oh, ow), beta=g["beta"])
     return to_uint8(img + g["background"].astype(np.float32))
 
 

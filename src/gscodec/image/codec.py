@@ -17,6 +17,7 @@ MAX_PIXELS = 1 << 28
 MAX_POS_SHIFT = 6
 MIN_POS_SHIFT = -4
 MAX_ANGLE_BITS = 10
+MIN_KERNEL, MAX_KERNEL = 4, 16   # kernel exponent beta = kernel / 4 in [1, 4]
 MAX_COLOR_SHIFT = 12
 DIRECT_TOKENS = 4          # hybrid integers below this are coded as themselves
 RAW_PIECE = 16             # raw bits are coded in pieces of at most 16 bits
@@ -162,12 +163,12 @@ def _scale_bounds(spec: QuantSpec) -> tuple[int, int]:
 
 # -- encoding ----------------------------------------------------------------------------------
 def encode_payload(ints: dict, spec: QuantSpec, height: int, width: int, channels: int,
-                   background: np.ndarray | None = None, major: int = 3) -> bytes:
+                   background: np.ndarray | None = None, major: int = 4) -> bytes:
     """Canonical integers (already in coding order) -> IGAU chunk data.
 
     background: the colour integers (C,) of the background (major >= 2; zeros when None).
     major 1 writes the version-1 syntax, which has no background; majors below 3 have no
-    position refinement.
+    position refinement, below 4 no kernel field (their kernel is the Gaussian, kernel 4).
     """
     if major < 3 and spec.pos_refine:
         raise ValueError(f"version {major} has no position refinement")
@@ -180,6 +181,12 @@ def encode_payload(ints: dict, spec: QuantSpec, height: int, width: int, channel
     w.u8((spec.scale_bits << 4) | spec.angle_bits)
     if major >= 3:
         w.u8((spec.pos_refine << 4) | spec.pos_rel)
+    if not MIN_KERNEL <= spec.kernel <= MAX_KERNEL:
+        raise ValueError(f"kernel {spec.kernel} outside {MIN_KERNEL}..{MAX_KERNEL}")
+    if major >= 4:
+        w.u8(spec.kernel)
+    elif spec.kernel != 4:
+        raise ValueError(f"version {major} has only the Gaussian kernel (kernel 4)")
     for s in spec.color_shifts[:channels]:
         w.u8(s)
     if major >= 2:
@@ -261,11 +268,11 @@ def _decode_refinement(dec: Decoder, ls: np.ndarray, la: np.ndarray, spec: Quant
 
 
 # -- decoding ----------------------------------------------------------------------------------
-def decode_payload(data: bytes, major: int = 3) -> tuple[dict, QuantSpec, int, int, int, np.ndarray]:
+def decode_payload(data: bytes, major: int = 4) -> tuple[dict, QuantSpec, int, int, int, np.ndarray]:
     """IGAU chunk data -> (canonical integers, spec, height, width, channels, background integers).
 
     Validates everything. major is the file's major version (1 has no background: zeros;
-    below 3 no position refinement).
+    below 3 no position refinement; below 4 the Gaussian kernel).
     """
     r = ByteReader(data, "IGAU chunk")
     width = r.varint(MAX_SIDE)
@@ -292,11 +299,16 @@ def decode_payload(data: bytes, major: int = 3) -> tuple[dict, QuantSpec, int, i
         pos_refine, pos_rel = pr >> 4, pr & 15
         if pos_shift + pos_refine > MAX_POS_SHIFT:
             raise CorruptError(f"position refinement {pos_refine} out of range")
+    kernel = 4
+    if major >= 4:
+        kernel = r.u8()
+        if not MIN_KERNEL <= kernel <= MAX_KERNEL:
+            raise CorruptError(f"kernel exponent code {kernel} out of range ({MIN_KERNEL}..{MAX_KERNEL})")
     shifts = tuple(r.u8() for _ in range(channels))
     if any(not 1 <= s <= MAX_COLOR_SHIFT for s in shifts):
         raise CorruptError(f"colour precision {shifts} out of range")
     spec = QuantSpec(pos_shift=pos_shift, scale_bits=scale_bits, angle_bits=angle_bits,
-                     color_shifts=shifts, pos_refine=pos_refine, pos_rel=pos_rel)
+                     color_shifts=shifts, pos_refine=pos_refine, pos_rel=pos_rel, kernel=kernel)
     bg = np.zeros(channels, np.int64)
     if major >= 2:
         for c, (lo, hi) in enumerate(spec.color_bounds(channels)):

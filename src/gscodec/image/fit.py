@@ -81,18 +81,25 @@ def resolve_device(device: str) -> str:
 
 
 class GaussianFitter:
-    """Holds the Gaussians of one image as torch leaves and optimises them."""
+    """Holds the Gaussians of one image as torch leaves and optimises them.
+
+    beta is the exponent of the rendering kernel (spec/render2d.md section 4) of the default
+    renderer; a given render_fn is used as it is.
+    """
 
     def __init__(self, image: np.ndarray, init: dict, device: str = "cpu",
                  config: FitConfig | None = None, render_fn=None, seed: int = 0,
-                 background: np.ndarray | None = None) -> None:
+                 background: np.ndarray | None = None, beta: float = 1.0) -> None:
         import torch
 
         self.torch = torch
         self.cfg = config or FitConfig()
         self.device = torch.device(device)
         if render_fn is None:
-            from ..render.image2d import render_image as render_fn
+            from functools import partial
+
+            from ..render.image2d import render_image
+            render_fn = partial(render_image, beta=beta)
         self.render_fn = render_fn
         h, w, c = image.shape
         self.size = (h, w)

@@ -251,7 +251,7 @@ def weighted_median_colors(image: np.ndarray, pts: np.ndarray, scales: np.ndarra
 
 
 def _fit_colors(image: np.ndarray, means, scales, angles, colors, steps: int,
-                device: str = "cpu") -> np.ndarray:
+                device: str = "cpu", beta: float = 1.0) -> np.ndarray:
     """Divide colours by their footprint-weighted coverage, then refine by CGLS steps."""
     import torch
 
@@ -264,10 +264,10 @@ def _fit_colors(image: np.ndarray, means, scales, angles, colors, steps: int,
 
     def fwd(col):
         with torch.no_grad():
-            return render_image(m, s, a, col, (h, w))
+            return render_image(m, s, a, col, (h, w), beta=beta)
 
     def adj(img):
-        return splat_adjoint(m, s, a, img, (h, w))
+        return splat_adjoint(m, s, a, img, (h, w), beta=beta)
 
     n = len(m)
     cover = fwd(torch.ones(n, 1, device=device))
@@ -285,14 +285,15 @@ def _fit_colors(image: np.ndarray, means, scales, angles, colors, steps: int,
 
 def smartsplat_init(image: np.ndarray, n: int, seed: int = 0, *, scale_mode: str = "paper",
                     color_steps: int = 4, knn_factor: float = KNN_FACTOR,
-                    device: str = "cpu") -> dict[str, np.ndarray]:
+                    device: str = "cpu", beta: float = 1.0) -> dict[str, np.ndarray]:
     """SmartSplat initialisation: n Gaussians (means, scales, angles, colors) approximating image.
 
     scale_mode "paper": variational points get the decayed base scale, uniform points their
     3-NN mean distance (as in SmartSplat); "knn": every point gets its 3-NN mean distance
     (overlapping Gaussians, a smoother first render). After the coverage normalisation,
     color_steps CGLS steps (two renders each) fit the colours to the image by least squares,
-    on `device` (a torch device name: the renders dominate the time on large images).
+    on `device` (a torch device name: the renders dominate the time on large images), with
+    the rendering kernel of exponent `beta`.
     """
     if scale_mode not in ("paper", "knn"):
         raise ValueError(f"scale_mode must be 'paper' or 'knn', got {scale_mode!r}")
@@ -326,7 +327,7 @@ def smartsplat_init(image: np.ndarray, n: int, seed: int = 0, *, scale_mode: str
     colors = weighted_median_colors(img, pts, scl)
     scales = np.repeat(scl[:, None], 2, axis=1)
     angles = rng.random(len(pts)) * math.pi
-    colors = _fit_colors(img, pts, scales, angles, colors, color_steps, device)
+    colors = _fit_colors(img, pts, scales, angles, colors, color_steps, device, beta)
     f = np.float32
     return {"means": pts.astype(f), "scales": scales.astype(f), "angles": angles.astype(f),
             "colors": colors.astype(f)}

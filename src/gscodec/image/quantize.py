@@ -40,6 +40,12 @@ class QuantSpec:
     color_shifts: tuple = (6, 5, 5)  # per channel, colour step 2**-shift, 1..12
     pos_refine: int = 0             # most refinement levels of a position (0: none; version 3)
     pos_rel: int = 0                # refined step about minor sigma / 2**pos_rel .. 2**(pos_rel+1)
+    kernel: int = 4                 # kernel exponent beta = kernel / 4, 4..16 (version 4; older: 4)
+
+    @property
+    def beta(self) -> float:
+        """Exponent of the rendering kernel exp(-(q/2)^beta) (spec/render2d.md section 4)."""
+        return self.kernel / 4.0
 
     @property
     def K(self) -> int:  # noqa: N802 (name of the spec)

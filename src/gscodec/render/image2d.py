@@ -12,7 +12,7 @@ import torch
 
 # Constants and size rules are shared with the numpy twin, so both render the same picture.
 from .image2d_np import (AA_VARIANCE, CUTOFF, MIN_VARIANCE, PIXEL_CHUNK, ROW_CHUNK,  # noqa: F401
-                         _sizes, aa_variance)
+                         _sizes, aa_variance, check_beta)
 
 CACHE_PAIRS = 1 << 24   # Gaussian-pixel pairs whose tables the forward keeps for the backward
 
@@ -50,8 +50,8 @@ def _ranges(lo, hi, limit: int):
 
 def render_image(means: torch.Tensor, scales: torch.Tensor, angles: torch.Tensor,
                  colors: torch.Tensor, src_size: tuple[int, int],
-                 out_size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Render 2D Gaussians (accumulated, opacity 1, 3-sigma cut) to an (H', W', C) image.
+                 out_size: tuple[int, int] | None = None, beta: float = 1.0) -> torch.Tensor:
+    """Render 2D Gaussians (accumulated, opacity 1, kernel exp(-(q/2)^beta)) to an (H', W', C) image.
 
     Differentiable in all four inputs; the backward pass reuses the forward's pair tables up to
     CACHE_PAIRS pairs and enumerates the pairs again beyond, so memory stays bounded at any
@@ -63,12 +63,12 @@ def render_image(means: torch.Tensor, scales: torch.Tensor, angles: torch.Tensor
     if means.shape[0] == 0:
         return torch.zeros(oh, ow, nchan, dtype=dtype, device=means.device)
     geo, col_t = _prepare(means, scales, angles, colors, (h, w, oh, ow), dtype)
-    return _Raster.apply(*geo, col_t, oh, ow).t().reshape(oh, ow, nchan)
+    return _Raster.apply(*geo, col_t, oh, ow, check_beta(beta)).t().reshape(oh, ow, nchan)
 
 
 def splat_adjoint(means: torch.Tensor, scales: torch.Tensor, angles: torch.Tensor,
                   image: torch.Tensor, src_size: tuple[int, int],
-                  out_size: tuple[int, int] | None = None) -> torch.Tensor:
+                  out_size: tuple[int, int] | None = None, beta: float = 1.0) -> torch.Tensor:
     """Transpose of render_image in the colours: (N, C) sums of image x each Gaussian's weight.
 
     render_image is linear in the colours, I = A c; this returns A^T image without autograd
@@ -84,7 +84,7 @@ def splat_adjoint(means: torch.Tensor, scales: torch.Tensor, angles: torch.Tenso
     with torch.no_grad():
         ones = torch.ones(means.shape[0], 1, dtype=dtype, device=means.device)
         geo, col_t = _prepare(means, scales, angles, ones, (h, w, oh, ow), dtype)
-        _adjoint(out, flat, *geo, col_t, oh, ow)
+        _adjoint(out, flat, *geo, col_t, oh, ow, check_beta(beta))
     return out
 
 
@@ -108,23 +108,24 @@ class _Raster(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int):
+    def forward(ctx, mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int, beta: float):
         img = torch.zeros(col_t.shape[1], oh * ow, dtype=col_t.dtype, device=col_t.device)
         cache: list | None = [] if any(ctx.needs_input_grad) else None
         pairs = 0
-        for rows, chunks in _batches(mx, my, sxx, syy, sxy, det, col_t, oh, ow):
+        for rows, chunks in _batches(mx, my, sxx, syy, sxy, det, col_t, oh, ow, beta):
             kept = []
-            for rid, pix, u, wgt in chunks:
+            for chunk in chunks:
+                rid, pix, wgt = chunk[0], chunk[1], chunk[3]
                 img.index_add_(1, pix, _gather(rows["col"], rid).mul_(wgt))
                 pairs += len(rid)
                 if cache is not None and pairs <= CACHE_PAIRS:
-                    kept.append((rid, pix, u, wgt))
+                    kept.append(chunk)
                 else:
                     cache = kept = None
             if cache is not None:
                 cache.append((rows, kept))
         ctx.save_for_backward(mx, my, sxx, syy, sxy, det, col_t)
-        ctx.size = (oh, ow)
+        ctx.size = (oh, ow, beta)
         ctx.cache = cache
         return img
 
@@ -142,7 +143,7 @@ class _Raster(torch.autograd.Function):
             _gather_grads(acc, grad, rows, chunks, nchan, geo)
         ctx.cache = None
         g_mx, g_my, g_syy, g_sxy, g_det = acc[:, nchan:].t()
-        return g_mx, g_my, None, g_syy, g_sxy, g_det, acc[:, :nchan], None, None
+        return g_mx, g_my, None, g_syy, g_sxy, g_det, acc[:, :nchan], None, None, None
 
 
 
@@ -157,12 +158,17 @@ def _gather_grads(acc, grad, rows: dict, chunks, nchan: int, geo: bool = True) -
         return
     acc_c = torch.zeros(nchan, len(rows["g"]), dtype=acc.dtype, device=acc.device)
     acc_m = torch.zeros(3, len(rows["g"]), dtype=acc.dtype, device=acc.device)
-    for rid, pix, u, wgt in chunks:
+    for rid, pix, u, wgt, dw in chunks:
         # per pair: image gradient x weight (the colour gradient) and g = dLoss/darg with
-        # its u and u^2 moments, summed per row
-        gp = _gather(grad, pix).mul_(wgt)
-        acc_c.index_add_(1, rid, gp)
-        g = gp.mul_(_gather(col, rid)).sum(0)
+        # its u and u^2 moments, summed per row (dw = dweight/darg: the weight itself for beta 1)
+        if dw is wgt:
+            gp = _gather(grad, pix).mul_(wgt)
+            acc_c.index_add_(1, rid, gp)
+            g = gp.mul_(_gather(col, rid)).sum(0)
+        else:
+            gp = _gather(grad, pix)
+            acc_c.index_add_(1, rid, gp * wgt)
+            g = gp.mul_(_gather(col, rid)).sum(0).mul_(dw)
         gu = g * u
         acc_m.index_add_(1, rid, torch.stack([g, gu, gu * u]))
     s0, s1, s2 = acc_m
@@ -176,16 +182,16 @@ def _gather_grads(acc, grad, rows: dict, chunks, nchan: int, geo: bool = True) -
     acc.index_add_(0, rows["g"], torch.cat([acc_c.t(), d_geo], 1))
 
 
-def _adjoint(out, adj, mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int) -> None:
+def _adjoint(out, adj, mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int, beta: float) -> None:
     """Add adj (C, H'*W') times each Gaussian's weights (times its one-channel colour) to out (N, C)."""
-    for rows, chunks in _batches(mx, my, sxx, syy, sxy, det, col_t, oh, ow):
+    for rows, chunks in _batches(mx, my, sxx, syy, sxy, det, col_t, oh, ow, beta):
         out.index_add_(0, rows["g"], _weighted_sums(adj, rows, chunks, rows["col"][0]).t())
 
 
 def _weighted_sums(img, rows: dict, chunks, scale=None) -> torch.Tensor:
     """Per row, the sum of img (C, H'*W') over its pixels times their weights (and scale[row]): (C, rows)."""
     acc = torch.zeros(img.shape[0], len(rows["g"]), dtype=img.dtype, device=img.device)
-    for rid, pix, _, wgt in chunks:
+    for rid, pix, _, wgt, _ in chunks:
         if scale is not None:
             wgt = wgt * scale.index_select(0, rid)
         acc.index_add_(1, rid, _gather(img, pix).mul_(wgt))
@@ -197,7 +203,7 @@ def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return torch.stack([t[c].index_select(0, idx) for c in range(t.shape[0])])
 
 
-def _batches(mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int):
+def _batches(mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int, beta: float = 1.0):
     """Yield (row tables, pair chunks) for batches of Gaussians, top to bottom (no autograd).
 
     Per-pair values are channel-major (C, pairs): one 1D gather per channel and 2D
@@ -224,7 +230,7 @@ def _batches(mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int):
         with torch.no_grad():
             rows, pairs = _row_tables(gids[g_start:g_end], nrows[g_start:g_end], r0, mx, my,
                                       syy, sxy, det, col_t, ow)
-        yield rows, _pair_chunks(*pairs)
+        yield rows, _pair_chunks(*pairs, beta)
         g_start = g_end
 
 
@@ -262,8 +268,8 @@ def _row_tables(gid, nrows, r0, mx, my, syy, sxy, det, col_t, ow: int):
     return rows, (npix, pixbase, off, na, nq)
 
 
-def _pair_chunks(npix, pixbase, off, na, nq):
-    """Yield (row index, pixel index, u, weight) of the pairs, at most about PIXEL_CHUNK at a time."""
+def _pair_chunks(npix, pixbase, off, na, nq, beta: float = 1.0):
+    """Yield (row index, pixel index, u, weight, dweight/darg) of the pairs, at most about PIXEL_CHUNK at a time."""
     dev = npix.device
     i32 = torch.int32
     pix_cum = torch.cumsum(npix, 0).cpu()
@@ -278,7 +284,19 @@ def _pair_chunks(npix, pixbase, off, na, nq):
             loc = torch.arange(len(rid), dtype=i32, device=dev) - first.index_select(0, rid - start)
             pix = pixbase.index_select(0, rid) + loc
             u = loc.to(off.dtype) + off.index_select(0, rid)
-            wgt = torch.exp(torch.addcmul(nq.index_select(0, rid), na.index_select(0, rid), u * u))
+            arg = torch.addcmul(nq.index_select(0, rid), na.index_select(0, rid), u * u)
+            wgt, dw = _kernel(arg, beta)
         # int64 indices: 2D index_add_/index_select with int32 ones take ~10x slower paths
-        yield rid.long(), pix, u, wgt
+        yield rid.long(), pix, u, wgt, dw
         start = end
+
+
+def _kernel(arg: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights from arg = -q/2 <= 0 and their derivative in arg (the same tensor for beta 1)."""
+    if beta == 1.0:
+        wgt = torch.exp(arg)
+        return wgt, wgt
+    x = arg.neg().clamp_min_(0.0)
+    xb1 = x if beta == 2.0 else x.pow(beta - 1.0)
+    wgt = torch.exp(-(x * xb1))
+    return wgt, wgt * (beta * xb1)

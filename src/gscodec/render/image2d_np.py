@@ -6,6 +6,8 @@ bounded chunks.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 CUTOFF = 9.0          # Mahalanobis distance squared at which a Gaussian stops (3 sigma)
@@ -31,6 +33,14 @@ def aa_variance(factor: float) -> float:
     return AA_VARIANCE * max(0.0, 1.0 - factor * factor)
 
 
+def check_beta(beta: float) -> float:
+    """The kernel exponent as a float; it must be finite and at least 1."""
+    b = float(beta)
+    if not (math.isfinite(b) and b >= 1.0):
+        raise ValueError(f"kernel exponent must be a finite number >= 1, got {beta!r}")
+    return b
+
+
 def _ranges(lo: np.ndarray, hi: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """Integer index range of pixel centres (i + 0.5) inside [lo, hi], clipped to [0, limit)."""
     a = np.clip(np.ceil(lo - 0.5), 0, limit).astype(np.int64)
@@ -47,9 +57,10 @@ def _repeat_index(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def render_image_np(means: np.ndarray, scales: np.ndarray, angles: np.ndarray,
                     colors: np.ndarray, src_size: tuple[int, int],
-                    out_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Render 2D Gaussians (accumulated, opacity 1, 3-sigma cut) to an (H', W', C) float32 image."""
+                    out_size: tuple[int, int] | None = None, beta: float = 1.0) -> np.ndarray:
+    """Render 2D Gaussians (accumulated, opacity 1, kernel exp(-(q/2)^beta)) to an (H', W', C) float32 image."""
     h, w, oh, ow = _sizes(src_size, out_size)
+    beta = check_beta(beta)
     fx, fy = ow / w, oh / h
     f = np.float32
     means = np.asarray(means, f).reshape(-1, 2)
@@ -113,7 +124,7 @@ def render_image_np(means: np.ndarray, scales: np.ndarray, angles: np.ndarray,
         tables = (row[keep] * ow + c0, (c0.astype(f) + f(0.5)) - x0[keep],
                   f(-0.5) / inv_a[keep], f(-0.5) * qrow[keep],
                   colors64[row_g[keep]].T.copy())
-        _accumulate(acc, npix[keep], *tables)
+        _accumulate(acc, npix[keep], *tables, beta=beta)
         g_start = g_end
     out = np.empty((oh * ow, nchan), f)
     for ch in range(nchan):
@@ -121,7 +132,7 @@ def render_image_np(means: np.ndarray, scales: np.ndarray, angles: np.ndarray,
     return out.reshape(oh, ow, nchan)
 
 
-def _accumulate(acc, npix, pixbase, off, na, nq, col_r) -> None:
+def _accumulate(acc, npix, pixbase, off, na, nq, col_r, beta: float = 1.0) -> None:
     """Add the pixels of row spans (npix long, starting at pixbase) into acc (C, H'*W')."""
     # per-row values are expanded with np.repeat: rows are contiguous runs of pixels, so a
     # sequential repeat replaces a random gather
@@ -135,7 +146,7 @@ def _accumulate(acc, npix, pixbase, off, na, nq, col_r) -> None:
         loc = np.arange(int(pix_cum[end - 1]) - base, dtype=np.int64) - np.repeat(first, cnt)
         pix = np.repeat(pixbase[start:end], cnt) + loc
         u = loc.astype(np.float32) + np.repeat(off[start:end], cnt)
-        wgt = np.exp(np.repeat(na[start:end], cnt) * (u * u) + np.repeat(nq[start:end], cnt))
+        wgt = kernel_np(np.repeat(na[start:end], cnt) * (u * u) + np.repeat(nq[start:end], cnt), beta)
         # bincount converts weights to float64 anyway; doing it once here is cheaper
         wgt = wgt.astype(np.float64)
         lo = int(pix.min())
@@ -146,3 +157,11 @@ def _accumulate(acc, npix, pixbase, off, na, nq, col_r) -> None:
                                minlength=span)
             acc[ch, lo:lo + span] += band
         start = end
+
+
+def kernel_np(arg: np.ndarray, beta: float) -> np.ndarray:
+    """Kernel weights from arg = -q/2 <= 0: exp(arg) for beta 1, else exp(-(-arg)^beta) (float32)."""
+    if beta == 1.0:
+        return np.exp(arg)
+    x = np.maximum(-arg, np.float32(0.0))
+    return np.exp(-(x * x if beta == 2.0 else x ** np.float32(beta)))
