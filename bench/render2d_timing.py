@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs per case (best is reported)")
     ap.add_argument("--quick", action="store_true", help="only the 1080p case")
     ap.add_argument("--beta", type=float, default=2.0,
-                    help="kernel exponent (2: the .gsi 4.0 encoder's, 1: the Gaussian of older files)")
+                    help="kernel exponent (2: the .gsi 4.0 encoder's at extreme ratios, 1: the Gaussian)")
     args = ap.parse_args()
     impls = ["torch", "numpy"]
     try:

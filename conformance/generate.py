@@ -62,7 +62,8 @@ GSI_CASES = [
     ("gsi-rgb-32x24-cr4", lambda: synthetic_image(24, 32, 3, 1), {"ratio": 4}, "RGB, low ratio, many Gaussians"),
     ("gsi-rgb-32x24-cr20", lambda: synthetic_image(24, 32, 3, 1), {"ratio": 20}, "RGB, medium ratio"),
     ("gsi-rgb-64x48-cr50", lambda: parrot(48, 64), {"ratio": 50}, "RGB photo content, high ratio"),
-    ("gsi-rgb-64x48-bytes120", lambda: parrot(48, 64), {"max_bytes": 120}, "hard byte cap, extreme ratio"),
+    ("gsi-rgb-64x48-bytes120", lambda: parrot(48, 64), {"max_bytes": 120},
+     "hard byte cap, extreme ratio: super-Gaussian kernel (kernel 8, beta 2)"),
     ("gsi-grey-40x30-cr8", lambda: synthetic_image(30, 40, 1, 2), {"ratio": 8}, "greyscale"),
     ("gsi-grey-17x5-bytes120", lambda: synthetic_image(5, 17, 1, 3), {"max_bytes": 120}, "tiny, odd, very wide"),
     ("gsi-rgb-2x2-bytes110", lambda: synthetic_image(2, 2, 3, 4), {"max_bytes": 110}, "smallest legal image"),
@@ -92,7 +93,8 @@ def gsi_vectors(cases: list) -> list[bytes]:
     blobs.append(_gsi_legacy_case(cases, blobs[1], GSI_CASES[1], 1,
                                   "no background, no position refinement, Gaussian kernel"))
     blobs.append(_gsi_legacy_case(cases, blobs[2], GSI_CASES[2], 2, "no position refinement, Gaussian kernel"))
-    blobs.append(_gsi_legacy_case(cases, blobs[0], GSI_CASES[0], 3, "no kernel field: Gaussian kernel"))
+    blobs.append(_gsi_legacy_case(cases, blobs[3], GSI_CASES[3], 3,
+                                  "no kernel field: the Gaussians of a sparse vector drawn with the Gaussian kernel"))
     return blobs
 
 

@@ -23,7 +23,7 @@ def test_open_gsi_reads_header_then_decodes(gsi_blob, tmp_path):
     assert f.kind == "gsi" and f.size == (32, 24) and f.channels == 3 and f.count > 0
     g = f.gaussians()
     assert set(g) == {"means", "scales", "angles", "colors", "background", "beta"}
-    assert g["beta"] == 2.0
+    assert g["beta"] == 1.0            # a dense picture: the Gaussian kernel
     assert g["means"].shape == (f.count, 2) and g["colors"].shape == (f.count, 3)
     assert g["background"].shape == (3,)
     assert f.render().shape == (24, 32, 3)

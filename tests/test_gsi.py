@@ -374,20 +374,29 @@ def test_refinement_beyond_the_finest_grid_is_corrupt(encoded):
         decode_payload(payload)
 
 
-def test_version_4_stores_the_kernel_and_renders_with_it(encoded):
+@pytest.fixture(scope="module")
+def sparse():
+    """An extreme ratio (over 600 pixels per Gaussian): the encoder's super-Gaussian kernel."""
+    return encode_image(_test_image(96, 120, seed=2), max_bytes=110, steps=STEPS, device="cpu")
+
+
+def test_version_4_stores_the_kernel_and_renders_with_it(encoded, sparse):
     from gscodec.render.image2d_np import render_image_np
 
-    g = decode_gaussians(encoded)
+    assert decode_gaussians(encoded)["beta"] == 1.0          # dense: the Gaussian
+    g = decode_gaussians(sparse)
+    assert g["count"] > 0 and g["height"] * g["width"] / g["count"] >= 600
     assert g["spec"].kernel == 8 and g["beta"] == 2.0
     args = [g[k].astype(np.float32) for k in ("means", "scales", "angles", "colors")]
     size = (g["height"], g["width"])
     for beta in (2.0, 1.0):
         ref = render_image_np(*args, size, beta=beta) + g["background"].astype(np.float32)
-        same = np.array_equal(decode_image(encoded), np.floor(np.clip(ref, 0, 1) * 255 + 0.5).astype(np.uint8))
+        same = np.array_equal(decode_image(sparse), np.floor(np.clip(ref, 0, 1) * 255 + 0.5).astype(np.uint8))
         assert same == (beta == 2.0)
 
 
-def test_version_3_file_keeps_the_gaussian_kernel(encoded):
+def test_version_3_file_keeps_the_gaussian_kernel(sparse):
+    encoded = sparse
     g = decode_gaussians(encoded)
     spec = replace(g["spec"], kernel=4)
     payload = encode_payload(g["ints"], spec, g["height"], g["width"], g["channels"], g["background_ints"], major=3)
@@ -402,7 +411,8 @@ def test_version_3_file_keeps_the_gaussian_kernel(encoded):
 
 
 @pytest.mark.parametrize("kernel", [0, 3, 17, 255])
-def test_kernel_out_of_range_is_corrupt(encoded, kernel):
+def test_kernel_out_of_range_is_corrupt(sparse, kernel):
+    encoded = sparse
     g = decode_gaussians(encoded)
     payload = bytearray(encode_payload(g["ints"], g["spec"], g["height"], g["width"], g["channels"],
                                        g["background_ints"]))

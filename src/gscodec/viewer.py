@@ -69,7 +69,7 @@ class GsiFile:
         angles (N,) float32: radians from +x towards +y; colors (N,C) float32: additive colour
         contributions on a 0..1 scale (opacity is 1; see spec/render2d.md); background (C,)
         float32: the constant colour under every pixel (pixel = background + sum of Gaussians);
-        beta (float): the exponent of the kernel exp(-(q/2)^beta) (2.0 in version 4, 1.0 before).
+        beta (float): the exponent of the kernel exp(-(q/2)^beta) (1.0: Gaussians; the encoder writes 2.0 for sparse pictures, gsi.md 7).
         """
         if self._params is None:
             from .image import decode_gaussians

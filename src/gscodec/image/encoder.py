@@ -37,11 +37,15 @@ POS_COARSER = 2              # grid step this many octaves above sigma / 8 ...
 POS_REFINE = 5               # ... refined up to this many times for small Gaussians ...
 POS_REL = 2                  # ... to a step of minor sigma / 4 .. / 8
 INIT_COLOR_ITERS = 4         # CGLS iterations on the initial colours (a far better start than the median)
-# Rendering kernel exp(-(q/2)^beta), beta = KERNEL / 4. The super-Gaussian beta = 2 (flatter
-# top, faster fall-off) lets a few hundred Gaussians draw flat regions with sharper borders: at
-# CR 500 on Kodak 03, 05, 07, 09, 19, 20 the mean rose from 25.13 dB (beta 1) to 25.30 (every
-# image the same or higher); beta 1.5 gave 25.20, beta 3 scored below 2 (4 of the images).
-KERNEL = 8
+# Rendering kernel exp(-(q/2)^beta), beta = kernel / 4. For sparse fits the super-Gaussian
+# beta = 2 (flatter top, faster fall-off) lets a few hundred Gaussians draw flat regions with
+# sharper borders: at CR 500 on Kodak 03, 05, 07, 09, 19, 20 the mean rose from 25.13 dB
+# (beta 1) to 25.30 (every image the same or higher; beta 1.5 gave 25.20, beta 3 scored below
+# 2 on 4 of the images); kodim03 at CR 1000 +0.28 dB. Dense fits keep the Gaussian: at CR 20
+# (about 30 pixels per Gaussian) kodim20 lost 0.71 dB with beta 2. Densities in between
+# (CR 100 to 300) were not measured and keep the Gaussian.
+SPARSE_KERNEL = 8
+SPARSE_KERNEL_PPG = 600.0    # pixels per Gaussian from which the encoder uses SPARSE_KERNEL
 
 
 def plan_spec(pixels_per_gaussian: float, channels: int) -> QuantSpec:
@@ -67,13 +71,14 @@ def plan_spec(pixels_per_gaussian: float, channels: int) -> QuantSpec:
     scale_bits = 2 if pixels_per_gaussian >= COARSE_SCALE_PPG else 3
     base = max(pos_shift - POS_COARSER, -4)
     refine = min(POS_REFINE, 6 - base)
+    kernel = SPARSE_KERNEL if pixels_per_gaussian >= SPARSE_KERNEL_PPG else 4
     return QuantSpec(pos_shift=base, scale_bits=scale_bits, angle_bits=6, color_shifts=(6,) * channels,
-                     pos_refine=refine, pos_rel=POS_REL, kernel=KERNEL)
+                     pos_refine=refine, pos_rel=POS_REL, kernel=kernel)
 
 
 def floor_spec(channels: int) -> QuantSpec:
     """Depths of the empty file (the size floor): the coarsest colours, so the floor is as small as it gets."""
-    return QuantSpec(pos_shift=-4, scale_bits=2, angle_bits=4, color_shifts=(5,) * channels, kernel=KERNEL)
+    return QuantSpec(pos_shift=-4, scale_bits=2, angle_bits=4, color_shifts=(5,) * channels)
 
 
 def estimate_bytes_per_gaussian(pixels_per_gaussian: float, spec: QuantSpec, channels: int) -> float:
