@@ -104,10 +104,10 @@ def _gsi_legacy_case(cases: list, blob: bytes, case, major: int, what: str) -> b
 
     from gscodec.image import decode_gaussians, decode_image
     from gscodec.image.codec import CHUNK_TYPE, coding_order, encode_payload
-    from gscodec.image.quantize import quantize
+    from gscodec.image.quantize import GAUSSIAN_KERNEL, quantize
 
     g = decode_gaussians(blob)
-    spec = replace(g["spec"], kernel=4)
+    spec = replace(g["spec"], kernel=GAUSSIAN_KERNEL)
     ints = g["ints"]
     if major < 3:
         spec = replace(spec, pos_refine=0, pos_rel=0)

@@ -9,7 +9,8 @@ import numpy as np
 from ..container.byteio import ByteReader, ByteWriter
 from ..entropy import Decoder, Encoder, Model, choose_model
 from ..errors import CorruptError, LimitError
-from .quantize import LOG2_SCALE_MAX, LOG2_SCALE_MIN, QuantSpec, angle_bits_for, refine_levels
+from .quantize import (GAUSSIAN_KERNEL, LOG2_SCALE_MAX, LOG2_SCALE_MIN, QuantSpec, angle_bits_for,
+                       refine_levels)
 
 CHUNK_TYPE = b"IGAU"
 MAX_SIDE = 65535
@@ -17,7 +18,7 @@ MAX_PIXELS = 1 << 28
 MAX_POS_SHIFT = 6
 MIN_POS_SHIFT = -4
 MAX_ANGLE_BITS = 10
-MIN_KERNEL, MAX_KERNEL = 4, 16   # kernel exponent beta = kernel / 4 in [1, 4]
+MIN_KERNEL, MAX_KERNEL = GAUSSIAN_KERNEL, 16   # kernel exponent beta = kernel / 4 in [1, 4]
 MAX_COLOR_SHIFT = 12
 DIRECT_TOKENS = 4          # hybrid integers below this are coded as themselves
 RAW_PIECE = 16             # raw bits are coded in pieces of at most 16 bits
@@ -185,7 +186,7 @@ def encode_payload(ints: dict, spec: QuantSpec, height: int, width: int, channel
         raise ValueError(f"kernel {spec.kernel} outside {MIN_KERNEL}..{MAX_KERNEL}")
     if major >= 4:
         w.u8(spec.kernel)
-    elif spec.kernel != 4:
+    elif spec.kernel != GAUSSIAN_KERNEL:
         raise ValueError(f"version {major} has only the Gaussian kernel (kernel 4)")
     for s in spec.color_shifts[:channels]:
         w.u8(s)
@@ -299,7 +300,7 @@ def decode_payload(data: bytes, major: int = 4) -> tuple[dict, QuantSpec, int, i
         pos_refine, pos_rel = pr >> 4, pr & 15
         if pos_shift + pos_refine > MAX_POS_SHIFT:
             raise CorruptError(f"position refinement {pos_refine} out of range")
-    kernel = 4
+    kernel = GAUSSIAN_KERNEL
     if major >= 4:
         kernel = r.u8()
         if not MIN_KERNEL <= kernel <= MAX_KERNEL:

@@ -16,7 +16,7 @@ from ..container import Chunk, write_container
 from ..errors import InputError
 from .codec import CHUNK_TYPE, coding_order, encode_payload
 from .fit import GaussianFitter, default_steps, fit_config, resolve_device
-from .quantize import QuantSpec, dequantize_colors, quantize, quantize_colors
+from .quantize import GAUSSIAN_KERNEL, QuantSpec, dequantize_colors, quantize, quantize_colors
 
 PHASES = (0.65, 0.27, 0.08)  # float fit | float fit after the first pruning | staged quantisation
 MARGIN = 0.995               # aim the first pruning at 99.5% of the payload budget (0.97 left
@@ -71,7 +71,7 @@ def plan_spec(pixels_per_gaussian: float, channels: int) -> QuantSpec:
     scale_bits = 2 if pixels_per_gaussian >= COARSE_SCALE_PPG else 3
     base = max(pos_shift - POS_COARSER, -4)
     refine = min(POS_REFINE, 6 - base)
-    kernel = SPARSE_KERNEL if pixels_per_gaussian >= SPARSE_KERNEL_PPG else 4
+    kernel = SPARSE_KERNEL if pixels_per_gaussian >= SPARSE_KERNEL_PPG else GAUSSIAN_KERNEL
     return QuantSpec(pos_shift=base, scale_bits=scale_bits, angle_bits=6, color_shifts=(6,) * channels,
                      pos_refine=refine, pos_rel=POS_REL, kernel=kernel)
 

@@ -30,6 +30,9 @@ EXP2_16THS = np.array([float.fromhex(h) for h in (
     dtype=np.float64)
 
 
+GAUSSIAN_KERNEL = 4             # kernel code of the Gaussian (beta 1), the only kernel before version 4
+
+
 @dataclass(frozen=True)
 class QuantSpec:
     """Bit depths of one file: every field is stored in the header."""
@@ -40,7 +43,7 @@ class QuantSpec:
     color_shifts: tuple = (6, 5, 5)  # per channel, colour step 2**-shift, 1..12
     pos_refine: int = 0             # most refinement levels of a position (0: none; version 3)
     pos_rel: int = 0                # refined step about minor sigma / 2**pos_rel .. 2**(pos_rel+1)
-    kernel: int = 4                 # kernel exponent beta = kernel / 4, 4..16 (version 4; older: 4)
+    kernel: int = GAUSSIAN_KERNEL   # kernel exponent beta = kernel / 4, 4..16 (version 4; older: 4)
 
     @property
     def beta(self) -> float:
