@@ -112,7 +112,7 @@ class _Raster(torch.autograd.Function):
         img = torch.zeros(col_t.shape[1], oh * ow, dtype=col_t.dtype, device=col_t.device)
         cache: list | None = [] if any(ctx.needs_input_grad) else None
         pairs = 0
-        for rows, chunks in _batches(mx, my, sxx, syy, sxy, det, col_t, oh, ow, beta):
+        for rows, chunks in _batches(mx, my, sxx, syy, sxy, det, col_t, oh, ow, beta, cache is not None):
             kept = []
             for chunk in chunks:
                 rid, pix, wgt = chunk[0], chunk[1], chunk[3]
@@ -184,7 +184,7 @@ def _gather_grads(acc, grad, rows: dict, chunks, nchan: int, geo: bool = True) -
 
 def _adjoint(out, adj, mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int, beta: float) -> None:
     """Add adj (C, H'*W') times each Gaussian's weights (times its one-channel colour) to out (N, C)."""
-    for rows, chunks in _batches(mx, my, sxx, syy, sxy, det, col_t, oh, ow, beta):
+    for rows, chunks in _batches(mx, my, sxx, syy, sxy, det, col_t, oh, ow, beta, False):
         out.index_add_(0, rows["g"], _weighted_sums(adj, rows, chunks, rows["col"][0]).t())
 
 
@@ -203,8 +203,11 @@ def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return torch.stack([t[c].index_select(0, idx) for c in range(t.shape[0])])
 
 
-def _batches(mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int, beta: float = 1.0):
+def _batches(mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int, beta: float = 1.0, slopes: bool = True):
     """Yield (row tables, pair chunks) for batches of Gaussians, top to bottom (no autograd).
+
+    slopes False leaves the pairs' dweight/darg out (None) where it is not the weight itself:
+    renders without a backward do not need it.
 
     Per-pair values are channel-major (C, pairs): one 1D gather per channel and 2D
     scatters along the last dimension are the fastest forms on CPU.
@@ -230,7 +233,7 @@ def _batches(mx, my, sxx, syy, sxy, det, col_t, oh: int, ow: int, beta: float = 
         with torch.no_grad():
             rows, pairs = _row_tables(gids[g_start:g_end], nrows[g_start:g_end], r0, mx, my,
                                       syy, sxy, det, col_t, ow)
-        yield rows, _pair_chunks(*pairs, beta)
+        yield rows, _pair_chunks(*pairs, beta, slopes)
         g_start = g_end
 
 
@@ -268,7 +271,7 @@ def _row_tables(gid, nrows, r0, mx, my, syy, sxy, det, col_t, ow: int):
     return rows, (npix, pixbase, off, na, nq)
 
 
-def _pair_chunks(npix, pixbase, off, na, nq, beta: float = 1.0):
+def _pair_chunks(npix, pixbase, off, na, nq, beta: float = 1.0, slopes: bool = True):
     """Yield (row index, pixel index, u, weight, dweight/darg) of the pairs, at most about PIXEL_CHUNK at a time."""
     dev = npix.device
     i32 = torch.int32
@@ -285,18 +288,18 @@ def _pair_chunks(npix, pixbase, off, na, nq, beta: float = 1.0):
             pix = pixbase.index_select(0, rid) + loc
             u = loc.to(off.dtype) + off.index_select(0, rid)
             arg = torch.addcmul(nq.index_select(0, rid), na.index_select(0, rid), u * u)
-            wgt, dw = _kernel(arg, beta)
+            wgt, dw = _kernel(arg, beta, slopes)
         # int64 indices: 2D index_add_/index_select with int32 ones take ~10x slower paths
         yield rid.long(), pix, u, wgt, dw
         start = end
 
 
-def _kernel(arg: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights from arg = -q/2 <= 0 and their derivative in arg (the same tensor for beta 1)."""
+def _kernel(arg: torch.Tensor, beta: float, slope: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Weights from arg = -q/2 <= 0 and their derivative in arg (the same tensor for beta 1; None if not slope)."""
     if beta == 1.0:
         wgt = torch.exp(arg)
         return wgt, wgt
     x = arg.neg().clamp_min_(0.0)
     xb1 = x if beta == 2.0 else x.pow(beta - 1.0)
     wgt = torch.exp(-(x * xb1))
-    return wgt, wgt * (beta * xb1)
+    return wgt, (wgt * (beta * xb1) if slope else None)
