@@ -15,7 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 RENDER_VIEWS = ((3, 35.0), (2, -10.0))    # (views, elevation in degrees) of the orbit rings
-RENDER_SIZE = 400                         # pixels per side of the importance renders (200: -0.15 dB)
+RENDER_SIZE = 400                         # pixels per side of the importance renders
+# 400 rather than 200 px: on playbot_lod2 medium 0.07 bytes/Gaussian fewer and 0.04 dB more
+# (24 views at 800 px), for about 0.4 s more encoding.
 FLOOR = 1e-3                              # share of geometric importance kept (views miss some Gaussians)
 MIN_RENDER = 4096                         # smaller scenes use the geometric measure
 

@@ -44,7 +44,8 @@ QUALITIES = {
     # code, position bits, dc, rest, opacity, scale steps, rotation levels, VQ lambda, codebook, class bias
     # Rotation 1/384 (was 1/192): scored on 24 orbit views at 800 px, the rotation error was
     # the second largest share on playbot_lod2 (alone 42.5 dB foreground); each preset's rest
-    # step was then raised to keep its size: +0.6 dB (medium), +0.4 (low), +0.2 (high).
+    # step was then raised to keep about its size. With the 400-px importance renders, playbot
+    # bench/gsz_rd.py: medium +0.60 dB for +0.08 B/G, low +0.43 for +0.12, high +0.17 for +0.01.
     "low": Quality(0, 12, 0.01, 0.024, 0.04, 0.03, 384, 1e-3, 1024, 5.5),
     # medium: a fine SH rest step and a strong pull to the codebook; with the SH transform
     # (bitstream 2.0) rest 0.0125 gave +0.78 dB over 0.01 at equal size on playbot_lod2.
