@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .container.files import read_file, write_file_atomic
 from .errors import InputError, OutputError
+from .imageheader import declared_size, jpeg_cmyk
 
 MAX_IMAGE_PIXELS = 1 << 28
 
@@ -45,6 +47,11 @@ def decode_image_bytes(data: bytes, name: str = "image") -> np.ndarray:
     except Exception as exc:  # imagecodecs raises codec-specific errors
         raise InputError(f"cannot decode {fmt.upper()} ({str(exc).splitlines()[0][:120]})", name) from None
     arr = np.asarray(arr)
+    if fmt == "jpeg" and arr.ndim == 3 and arr.shape[2] == 4:
+        four, adobe = jpeg_cmyk(data)
+        if four:
+            warnings.warn("CMYK JPEG converted to RGB without colour management", stacklevel=2)
+            arr = _cmyk_to_rgb(arr, adobe)
     if arr.dtype == np.uint16:
         arr = (arr.astype(np.uint32) * 255 + 32767) // 65535
         arr = arr.astype(np.uint8)
@@ -62,14 +69,24 @@ def decode_image_bytes(data: bytes, name: str = "image") -> np.ndarray:
 
 
 def _check_declared_size(data: bytes, fmt: str, name: str) -> None:
-    # PNG declares its size up front: refuse absurd sizes before the decoder allocates.
-    if fmt == "png" and len(data) >= 24 and data[12:16] == b"IHDR":
-        w = int.from_bytes(data[16:20], "big")
-        h = int.from_bytes(data[20:24], "big")
-        if w == 0 or h == 0:
-            raise InputError("image is empty (0 pixels)", name)
-        if w * h > MAX_IMAGE_PIXELS:
-            raise InputError(f"image of {w}x{h} pixels exceeds the limit of {MAX_IMAGE_PIXELS}", name)
+    # Refuse absurd sizes from the header, before a decoder allocates the whole raster.
+    size = declared_size(data, fmt)
+    if size is None:
+        return
+    w, h = size
+    if w == 0 or h == 0:
+        raise InputError("image is empty (0 pixels)", name)
+    if w * h > MAX_IMAGE_PIXELS:
+        raise InputError(f"image of {w}x{h} pixels exceeds the limit of {MAX_IMAGE_PIXELS}", name)
+
+
+def _cmyk_to_rgb(arr: np.ndarray, inverted: bool) -> np.ndarray:
+    """Naive CMYK -> RGB (no colour management); Adobe files store the inks inverted."""
+    x = arr.astype(np.uint32)
+    if not inverted:
+        x = 255 - x
+    rgb = (x[:, :, :3] * x[:, :, 3:4] + 127) // 255
+    return rgb.astype(np.uint8)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

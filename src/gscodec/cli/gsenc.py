@@ -7,10 +7,12 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..container import check_output, read_file, write_file_atomic
+from ..container import check_output, read_file, write_container, write_file_atomic
 from ..errors import InputError
 from ..imageio import decode_image_bytes, sniff_image
 from .common import debug_option, force_option, friendly_errors, quiet_option
+
+META_SHARE = 0.02    # images keep the metadata chunk only where it costs at most this share of the budget
 
 HELP = """Encode INPUT: an image (PNG, JPEG, WebP, ...) becomes a .gsi file of 2D Gaussians;
 a 3DGS scene (.ply) becomes a .gsz file.
@@ -36,7 +38,8 @@ behind; an existing output is kept unless --force is given."""
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (output is deterministic for a seed).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where to optimise: CUDA when available with 'auto'.")
-@click.option("--no-meta", is_flag=True, help="Omit the metadata chunk (saves tens of bytes).")
+@click.option("--no-meta", is_flag=True, help="Omit the metadata chunk (saves tens of bytes). Images leave it "
+              "out on their own where it would take more than 2% of the byte budget.")
 @click.option("--ratio", type=float, help="Images: compression ratio against 8-bit samples (e.g. 100). Default 100 if no byte budget is given.")
 @click.option("--max-bytes", type=int, help="Images: hard cap on the output file size in bytes.")
 @click.option("--bpp", type=float, help="Images: hard cap in bits per pixel.")
@@ -78,7 +81,7 @@ def main(input: str, output: str | None, force: bool, quiet: bool, seed: int, de
 
 
 def _encode_image(data: bytes, name: str, ratio, max_bytes, bpp, steps, device, seed, quiet, no_meta):
-    from ..image import encode_image
+    from ..image import budget_bytes, encode_image
 
     image = decode_image_bytes(data, name)
     h, w, c = image.shape
@@ -86,8 +89,16 @@ def _encode_image(data: bytes, name: str, ratio, max_bytes, bpp, steps, device, 
         ratio = 100.0
     if ratio is not None and ratio <= 0 or bpp is not None and bpp <= 0 or max_bytes is not None and max_bytes <= 0:
         raise InputError("--ratio, --bpp and --max-bytes must be positive")
-    meta = None if no_meta else {"encoder": f"gscodec {__version__}", "source": [w, h, c],
-                                 "ratio": ratio, "max_bytes": max_bytes, "bpp": bpp, "seed": seed}
+    meta = None if no_meta else _image_metadata(w, h, c, ratio, max_bytes, bpp, seed)
+    dropped = ""
+    if meta is not None:
+        budget = budget_bytes(h, w, c - 1 if c in (2, 4) else c, ratio, max_bytes, bpp)
+        cost = len(write_container("gsi", [], meta)) - len(write_container("gsi", []))
+        if cost > META_SHARE * budget:
+            # The budget buys Gaussians; a tight one should not go to an informative chunk.
+            meta = None
+            share = f", {100 * cost / budget:.1f}% of the budget" if budget > 0 else ""
+            dropped = f", metadata left out ({cost} bytes{share})"
     try:
         blob = encode_image(image, ratio=ratio, max_bytes=max_bytes, bpp=bpp, steps=steps, device=device,
                             seed=seed, progress=not quiet, metadata=meta)
@@ -97,7 +108,15 @@ def _encode_image(data: bytes, name: str, ratio, max_bytes, bpp, steps, device, 
         raise
     raw = h * w * min(c, 3)
     return blob, (f"{w}x{h}x{min(c, 3)}, ratio {raw / len(blob):.1f}:1, "
-                  f"{8 * len(blob) / (h * w):.4f} bpp")
+                  f"{8 * len(blob) / (h * w):.4f} bpp{dropped}")
+
+
+def _image_metadata(w: int, h: int, c: int, ratio, max_bytes, bpp, seed: int) -> dict:
+    """The informative metadata of an image encode: encoder, source size and the options given."""
+    meta = {"encoder": f"gscodec {__version__}", "source": [w, h, c]}
+    meta.update({k: v for k, v in (("ratio", ratio), ("max_bytes", max_bytes), ("bpp", bpp)) if v is not None})
+    meta["seed"] = seed
+    return meta
 
 
 def _encode_scene(path, quality, nan_policy, cameras, side_views, residual_quality, no_side_info, device,

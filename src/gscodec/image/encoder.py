@@ -133,7 +133,8 @@ def encode_array(image: np.ndarray, budget: int, *, steps: int | None, device: s
     floor_bytes = len(empty_file((h, w), c, metadata, bg_floor))
     if budget < floor_bytes:
         raise InputError(f"a budget of {budget} bytes is below the {floor_bytes} bytes of an empty "
-                         f"{w}x{h} file{' (metadata included)' if metadata else ''}")
+                         f"{w}x{h} file{' (metadata included)' if metadata else ''}; allow more bytes "
+                         f"(a lower ratio, or a larger byte or bpp cap)")
     dev = resolve_device(device)
     if steps is not None and steps < 0:
         raise InputError("steps must be non-negative")
