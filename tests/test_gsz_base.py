@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gscodec.container import Chunk, read_container, write_container
-from gscodec.errors import GscodecError, InputError
+from gscodec.errors import GscodecError, InputError, LimitError
 from gscodec.scene import GaussianScene, decode_scene, encode_scene
 from gscodec.scene.base.params import QUALITIES
 from gscodec.scene.base.pose import canonical_pose
@@ -286,3 +286,30 @@ def test_sh_transform_entry_over_the_cap_is_refused(monkeypatch):
     data = encode_scene(make_scene(700, 1, seed=25), quality="medium")
     with pytest.raises(LimitError):
         decode_scene(data)
+
+
+def test_group_by_group_decoding_matches_the_merged_integers():
+    from gscodec.scene.codec import HEADER_TYPE, _dequantise, _read_header, decode_base_cells
+
+    scene = make_scene(1300, 2, seed=31)
+    chunks, ints = encode_base_chunks(scene, quality="medium", group_size=500)
+    lean, none = encode_base_chunks(scene, quality="medium", group_size=500, keep_ints=False)
+    assert none is None and [c.data for c in lean] == [c.data for c in chunks]
+    c = read_container(write_container("gsz", chunks))
+    whole = _dequantise(_read_header(c.require(HEADER_TYPE), c.version[0]), ints)
+    dec, cells = decode_base_cells(c)
+    for name in ("means", "sh_dc", "sh_rest", "opacity", "scales", "rotations"):
+        assert np.array_equal(getattr(dec, name), getattr(whole, name)), name
+    step = QUALITIES["medium"].rest_step * 2.0 ** np.minimum(ints["class"], QUALITIES["medium"].caps()[4])
+    assert np.allclose(cells["sh_rest"][:, 0, 0], step)
+
+
+def test_header_count_beyond_the_group_bytes_is_refused_before_allocating():
+    from gscodec.scene.codec import HEADER_TYPE, _write_header, _read_header
+
+    chunks, _ = encode_base_chunks(make_scene(300, 1, seed=32), quality="low")
+    h = _read_header(chunks[0].data, 2)
+    h.count = 1 << 20                      # one group may hold this many, a few KB may not
+    bad = [Chunk(HEADER_TYPE, _write_header(h))] + chunks[1:]
+    with pytest.raises(LimitError, match="declares"):
+        decode_scene(write_container("gsz", bad))

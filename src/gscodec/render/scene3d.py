@@ -32,6 +32,7 @@ FRUSTUM_MARGIN = 0.3        # Jacobian clamp margin, fraction of the half field 
 BLOCK = 64                  # Gaussians per tile processed in one step (front to back)
 STEP_BUDGET = 1 << 20       # tiles x pixels x Gaussians per step (cache-sized: faster than larger)
 PAIR_BUDGET = 1 << 23       # (tile, Gaussian) pairs held at once; more -> bands of tile rows
+CULL_CHUNK = 1 << 18         # Gaussians projected at once when culling (bounds its temporaries)
 
 
 # ----------------------------------------------------------------------------- projection
@@ -118,8 +119,23 @@ class Projection:
 def _cull(means, quats, scales, opacities, cam: _Cam, near: float, far: float, sh=None):
     """Indices, box radii (M,2), depths, pixel means and conics (detached) of the Gaussians kept.
 
-    Besides gsplat's rules, Gaussians with any non-finite parameter are dropped.
+    Besides gsplat's rules, Gaussians with any non-finite parameter are dropped. Large
+    scenes are projected CULL_CHUNK Gaussians at a time (the same values, row by row), so
+    the projection's temporaries do not grow with the scene.
     """
+    n = means.shape[0]
+    if n > CULL_CHUNK:
+        parts = []
+        for i in range(0, n, CULL_CHUNK):
+            j = slice(i, i + CULL_CHUNK)
+            ids, *rest = _cull_chunk(means[j], quats[j], scales[j], opacities[j], cam, near, far,
+                                     None if sh is None else sh[j])
+            parts.append((ids + i, *rest))
+        return tuple(torch.cat(p) for p in zip(*parts))
+    return _cull_chunk(means, quats, scales, opacities, cam, near, far, sh)
+
+
+def _cull_chunk(means, quats, scales, opacities, cam: _Cam, near: float, far: float, sh=None):
     with torch.no_grad():
         m2, cov, z = _project(means, quats, scales, cam)
         a, b, c = cov.unbind(-1)
@@ -667,13 +683,14 @@ def _weight_group(band: _Band, batches: list[slice], pp: _Padded, cam: _Cam) -> 
     return total
 
 
-def activate_scene(scene, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-    """(means, quats, scales, opacities, sh) tensors from PLY-convention GaussianScene arrays."""
+def activate_scene(scene, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                   with_sh: bool = True):
+    """(means, quats, scales, opacities, sh) tensors from PLY-convention GaussianScene arrays (sh None unless with_sh)."""
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
     quats = t(scene.rotations)
     quats = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     return (t(scene.means), quats, torch.exp(t(scene.scales)), torch.sigmoid(t(scene.opacity)),
-            t(scene.sh()))
+            t(scene.sh()) if with_sh else None)
 
 
 def render_gaussian_scene(scene, camera: Camera, background=(0.0, 0.0, 0.0),

@@ -51,14 +51,15 @@ def encode_scene(scene: GaussianScene, *, quality: str = "medium", progress: boo
                  importance: str = "auto", major: int = MAJOR["gsz"]) -> bytes:
     """Encode the base layer of a scene to .gsz bytes (importance: see encode_base_chunks)."""
     chunks, _ = encode_base_chunks(scene, quality=quality, progress=progress, group_size=group_size,
-                                   importance=importance, major=major)
+                                   importance=importance, major=major, keep_ints=False)
     return write_container("gsz", chunks + list(extra_chunks), metadata, major=major)
 
 
 def encode_base_chunks(scene: GaussianScene, *, quality: str = "medium", progress: bool = False,
                        group_size: int = DEFAULT_GROUP, importance: str = "auto",
-                       major: int = MAJOR["gsz"]) -> tuple[list[Chunk], dict[str, np.ndarray]]:
-    """The base-layer chunks and the canonical integers the decoder will reproduce.
+                       major: int = MAJOR["gsz"], keep_ints: bool = True
+                       ) -> tuple[list[Chunk], dict[str, np.ndarray] | None]:
+    """The base-layer chunks and the canonical integers the decoder will reproduce (None unless keep_ints).
 
     importance picks the per-Gaussian precision (an encoder choice; the stream carries the
     resulting classes): 'render' (blending weights in small orbit renders, needs torch),
@@ -90,15 +91,17 @@ def encode_base_chunks(scene: GaussianScene, *, quality: str = "medium", progres
         sel = order[g * group_size:(g + 1) * group_size]
         payload, ints = encode_group(codes[sel], gq[sel], scene.sh_dc[sel], scene.sh_rest[sel],
                                      scene.opacity[sel], scene.scales[sel], scene.rotations[sel], h, q, imp[sel])
-        ints["opacity"] = ints["opacity"][:, 0]
-        ints["rot_index"] = ints["rot_index"][:, 0]
         chunks.append(Chunk(GROUP_TYPE, payload))
-        parts.append(ints)
+        if keep_ints:
+            ints["opacity"] = ints["opacity"][:, 0]
+            ints["rot_index"] = ints["rot_index"][:, 0]
+            parts.append(ints)
+        del ints
         if bar:
             bar.update(1)
     if bar:
         bar.close()
-    return chunks, _merge(parts, h)
+    return chunks, (_merge(parts, h) if keep_ints else None)
 
 
 def sort_order(scene: GaussianScene, pos_bits: int):
@@ -180,6 +183,16 @@ def decode_base_integers(data: bytes | Container) -> dict[str, np.ndarray]:
 
 
 def _decode_ints(c: Container, progress: bool) -> tuple[Header, dict[str, np.ndarray]]:
+    h, groups = _decode_groups(c, progress)
+    return h, _merge([ints for _, ints in groups], h)
+
+
+def _decode_groups(c: Container, progress: bool):
+    """The header and a generator of (first Gaussian, canonical integers) per group, decoded lazily.
+
+    One group's integers live at a time, so callers that keep only floats stay within the
+    size of their output plus one group.
+    """
     # Side-information chunks (V/v) belong to the enhancement layer; the base decoder skips them.
     for ch in c.chunks:
         if ch.type[:1] == b"S" and ch.type not in KNOWN:
@@ -188,26 +201,31 @@ def _decode_ints(c: Container, progress: bool) -> tuple[Header, dict[str, np.nda
     groups = c.all(GROUP_TYPE)
     if len(groups) != h.groups:
         raise CorruptError(f"the header declares {h.groups} groups, the file has {len(groups)}")
-    parts = []
-    left = h.count
-    bar = _bar(progress, len(groups), "decode")
-    for g in groups:
-        ints = decode_group(g, h, left)
-        left -= ints["position"].shape[0]
-        parts.append(ints)
+    # Every group holds at least one payload byte per 64 Gaussians (spec), so a count the
+    # file cannot hold is refused before any array of that size is allocated.
+    if h.count > 64 * sum(len(g) for g in groups):
+        raise LimitError(f"the header declares {h.count} Gaussians in {sum(len(g) for g in groups)} bytes of groups")
+
+    def gen():
+        left = h.count
+        bar = _bar(progress, len(groups), "decode")
+        for g in groups:
+            ints = decode_group(g, h, left)
+            yield h.count - left, ints
+            left -= ints["position"].shape[0]
+            if bar:
+                bar.update(1)
         if bar:
-            bar.update(1)
-    if bar:
-        bar.close()
-    if left:
-        raise CorruptError(f"the groups hold {h.count - left} Gaussians, the header declares {h.count}")
-    return h, _merge(parts, h)
+            bar.close()
+        if left:
+            raise CorruptError(f"the groups hold {h.count - left} Gaussians, the header declares {h.count}")
+
+    return h, gen()
 
 
 def decode_base(container: Container, progress: bool = False) -> GaussianScene:
     """The base-layer scene of a parsed .gsz container."""
-    h, ints = _decode_ints(container, progress)
-    return _dequantise(h, ints)
+    return _decode_floats(container, progress)[0]
 
 
 def decode_base_cells(container: Container, progress: bool = False
@@ -219,8 +237,7 @@ def decode_base_cells(container: Container, progress: bool = False
     f_rest error vector is at most sqrt(D)/2 steps long), which is what decoder-side
     refinement needs to know how far to move.
     """
-    h, ints = _decode_ints(container, progress)
-    cls = ints["class"]
+    scene, h, cls = _decode_floats(container, progress)
     op, sc, rot, dc, rest = (np.float32(2.0) ** s.astype(np.float32) for s in h.shifts(cls))
     n = h.count
     cells = {"means": np.full((n, 1), h.pos_step, np.float32),
@@ -229,11 +246,30 @@ def decode_base_cells(container: Container, progress: bool = False
              "rotations": (rot / np.float32(h.rot_levels))[:, None],
              "sh_dc": (dc * np.float32(h.dc_step))[:, None],
              "sh_rest": (rest * np.float32(h.rest_step))[:, None, None]}
-    return _dequantise(h, ints), cells
+    return scene, cells
+
+
+def _decode_floats(c: Container, progress: bool) -> tuple[GaussianScene, Header, np.ndarray]:
+    """The decoded scene, its header and the precision classes, dequantised group by group."""
+    h, groups = _decode_groups(c, progress)
+    n = h.count
+    k1 = SH_COEFFS[h.sh_degree] - 1
+    # Filled group by group, so the int64 integers of only one group are alive at a time.
+    out = GaussianScene(np.empty((n, 3), np.float32), np.empty((n, 3), np.float32),
+                        np.empty((n, k1, 3), np.float32), np.empty(n, np.float32),
+                        np.empty((n, 3), np.float32), np.empty((n, 4), np.float32))
+    cls = np.empty(n, np.int64)
+    for start, ints in groups:
+        part = _dequantise(h, ints)
+        sl = slice(start, start + part.count)
+        for name in ("means", "sh_dc", "sh_rest", "opacity", "scales", "rotations"):
+            getattr(out, name)[sl] = getattr(part, name)
+        cls[sl] = ints["class"]
+    return out, h, cls
 
 
 def _dequantise(h: Header, ints: dict[str, np.ndarray]) -> GaussianScene:
-    n = h.count
+    n = ints["position"].shape[0]
     means = (h.origin[None, :] + ints["position"].astype(np.float64) * h.pos_step).astype(np.float32)
     dc = dequantise(ints["dc"], h.dc_step)
     k1 = SH_COEFFS[h.sh_degree] - 1

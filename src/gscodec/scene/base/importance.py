@@ -45,7 +45,7 @@ def render_importance(scene) -> np.ndarray:
     geo = geometric_importance(scene.opacity, scene.scales)
     cams = [c for n, el in RENDER_VIEWS
             for c in orbit_cameras(scene.means, n=n, width=RENDER_SIZE, height=RENDER_SIZE, elevation_deg=el)]
-    m, q, s, o, _ = activate_scene(scene, "cpu")
+    m, q, s, o, _ = activate_scene(scene, "cpu", with_sh=False)
     w = torch.zeros(scene.count, dtype=torch.float64)
     for cam in cams:
         w += blend_weights(m, q, s, o, cam).double()
