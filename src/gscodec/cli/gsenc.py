@@ -61,8 +61,8 @@ def main(input: str, output: str | None, force: bool, quiet: bool, seed: int, de
          no_meta: bool, ratio: float | None, max_bytes: int | None, bpp: float | None,
          steps: int | None, quality: str, nan_policy: str, cameras: str | None,
          side_views: float, residual_quality: str, no_side_info: bool, debug: bool) -> None:
-    data = read_file(input)
-    kind = "gsi" if sniff_image(data) else "gsz" if data[:4] == b"ply\n" or data[:5] == b"ply\r\n" else None
+    head = read_file(input, head=16)      # a scene is read by read_ply: do not hold it twice
+    kind = "gsi" if sniff_image(head) else "gsz" if head[:4] == b"ply\n" or head[:5] == b"ply\r\n" else None
     if kind is None:
         raise InputError("not an image (PNG, JPEG, WebP, JPEG XL, TIFF, BMP) nor a PLY scene", input)
     out = output or str(Path(input).with_suffix("." + kind))
@@ -71,7 +71,7 @@ def main(input: str, output: str | None, force: bool, quiet: bool, seed: int, de
     check_output(out, force)
     t0 = time.perf_counter()
     if kind == "gsi":
-        blob, summary = _encode_image(data, input, ratio, max_bytes, bpp, steps, device, seed, quiet, no_meta)
+        blob, summary = _encode_image(read_file(input), input, ratio, max_bytes, bpp, steps, device, seed, quiet, no_meta)
     else:
         blob, summary = _encode_scene(input, quality, nan_policy, cameras, side_views, residual_quality,
                                       no_side_info, device, seed, quiet, no_meta)

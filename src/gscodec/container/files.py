@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import InputError, LimitError, OutputError
@@ -11,13 +12,16 @@ from ..errors import InputError, LimitError, OutputError
 MAX_FILE_BYTES = 1 << 34
 
 
-def read_file(path: str | os.PathLike, limit: int = MAX_FILE_BYTES) -> bytes:
-    """Read a whole input file with a clear error when it is missing or too large."""
+def read_file(path: str | os.PathLike, limit: int = MAX_FILE_BYTES, head: int | None = None) -> bytes:
+    """Read a whole input file (or its first `head` bytes) with a clear error when it is missing or too large."""
     p = Path(path)
     try:
         size = p.stat().st_size
         if size > limit:
             raise LimitError(f"file is {size} bytes, above the limit of {limit}", str(p))
+        if head is not None:
+            with p.open("rb") as f:
+                return f.read(head)
         return p.read_bytes()
     except FileNotFoundError:
         raise InputError("no such file", str(p)) from None
@@ -29,8 +33,8 @@ def read_file(path: str | os.PathLike, limit: int = MAX_FILE_BYTES) -> bytes:
         raise InputError(f"cannot read ({exc.strerror})", str(p)) from None
 
 
-def write_file_atomic(path: str | os.PathLike, data: bytes, force: bool = False) -> None:
-    """Write via a temporary file in the same folder and rename; refuse to overwrite unless forced."""
+def write_file_atomic(path: str | os.PathLike, data: bytes | Iterable[bytes], force: bool = False) -> None:
+    """Write bytes (or parts of bytes, in order) via a temporary file and rename; refuse to overwrite unless forced."""
     p = Path(path)
     if p.exists() and not force:
         raise OutputError("output exists (use --force to overwrite)", str(p))
@@ -45,7 +49,11 @@ def write_file_atomic(path: str | os.PathLike, data: bytes, force: bool = False)
         with os.fdopen(fd, "wb") as f:
             if old_mode is not None and hasattr(os, "fchmod"):
                 os.fchmod(f.fileno(), old_mode)   # a replaced file keeps its permissions
-            f.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                for part in data:
+                    f.write(part)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)

@@ -9,6 +9,7 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -222,27 +223,38 @@ def _saturate_opacity(opacity: np.ndarray) -> np.ndarray:
     return out
 
 
+PLY_ROWS = 1 << 16   # Gaussians serialised at a time when writing
+
+
 def ply_bytes(scene: GaussianScene) -> bytes:
     """Serialise a scene as the reference trainer's float32 binary PLY layout."""
+    return b"".join(ply_parts(scene))
+
+
+def ply_parts(scene: GaussianScene) -> Iterator[bytes]:
+    """The PLY of ply_bytes as a header and bodies of PLY_ROWS Gaussians (bounded memory)."""
     n = scene.count
     k1 = scene.sh_rest.shape[1]
     names = (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
              + [f"f_rest_{i}" for i in range(3 * k1)]
              + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
-    body = np.empty((n, len(names)), dtype="<f4")
-    body[:, 0:3] = scene.means
-    body[:, 3:6] = 0.0
-    body[:, 6:9] = scene.sh_dc
-    c = 9 + 3 * k1
-    body[:, 9:c] = np.asarray(scene.sh_rest, dtype=np.float32).transpose(0, 2, 1).reshape(n, 3 * k1)
-    body[:, c] = scene.opacity
-    body[:, c + 1:c + 4] = scene.scales
-    body[:, c + 4:c + 8] = scene.rotations
     header = "ply\nformat binary_little_endian 1.0\n" f"element vertex {n}\n"
     header += "".join(f"property float {p}\n" for p in names) + "end_header\n"
-    return header.encode("ascii") + body.tobytes()
+    yield header.encode("ascii")
+    c = 9 + 3 * k1
+    for s in range(0, n, PLY_ROWS):
+        j = slice(s, min(s + PLY_ROWS, n))
+        body = np.empty((j.stop - s, len(names)), dtype="<f4")
+        body[:, 0:3] = scene.means[j]
+        body[:, 3:6] = 0.0
+        body[:, 6:9] = scene.sh_dc[j]
+        body[:, 9:c] = np.asarray(scene.sh_rest[j], dtype=np.float32).transpose(0, 2, 1).reshape(len(body), 3 * k1)
+        body[:, c] = scene.opacity[j]
+        body[:, c + 1:c + 4] = scene.scales[j]
+        body[:, c + 4:c + 8] = scene.rotations[j]
+        yield body.tobytes()
 
 
 def write_ply(scene: GaussianScene, path: str | os.PathLike, force: bool = True) -> None:
     """Write a scene as a standard float32 binary 3DGS PLY (atomically: temp file + rename)."""
-    write_file_atomic(path, ply_bytes(scene), force=force)
+    write_file_atomic(path, ply_parts(scene), force=force)
