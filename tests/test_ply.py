@@ -193,3 +193,15 @@ def test_write_is_atomic_and_respects_force(tmp_path):
     with pytest.raises(OutputError):
         write_ply(make_scene(3, 0), p, force=False)
     assert [x.name for x in tmp_path.iterdir()] == ["o.ply"]
+
+
+def test_written_in_parts_gives_the_same_file(tmp_path, monkeypatch):
+    from gscodec.scene import ply
+
+    s = make_scene(50, 2, seed=5)
+    whole = ply_bytes(s)
+    monkeypatch.setattr(ply, "PLY_ROWS", 7)
+    assert len(list(ply.ply_parts(s))) == 1 + 8
+    write_ply(s, tmp_path / "p.ply")
+    assert (tmp_path / "p.ply").read_bytes() == whole
+    _same(s, read_ply(tmp_path / "p.ply"))
