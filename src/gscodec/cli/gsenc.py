@@ -85,6 +85,7 @@ def _encode_image(data: bytes, name: str, ratio, max_bytes, bpp, steps, device, 
 
     image = decode_image_bytes(data, name)
     h, w, c = image.shape
+    coded = min(c, 3)        # decode_image_bytes gives 1, 3 or 4 channels; alpha is not coded
     if ratio is None and max_bytes is None and bpp is None:
         ratio = 100.0
     if ratio is not None and ratio <= 0 or bpp is not None and bpp <= 0 or max_bytes is not None and max_bytes <= 0:
@@ -92,7 +93,7 @@ def _encode_image(data: bytes, name: str, ratio, max_bytes, bpp, steps, device, 
     meta = None if no_meta else _image_metadata(w, h, c, ratio, max_bytes, bpp, seed)
     dropped = ""
     if meta is not None:
-        budget = budget_bytes(h, w, c - 1 if c in (2, 4) else c, ratio, max_bytes, bpp)
+        budget = budget_bytes(h, w, coded, ratio, max_bytes, bpp)
         cost = len(write_container("gsi", [], meta)) - len(write_container("gsi", []))
         if cost > META_SHARE * budget:
             # The budget buys Gaussians; a tight one should not go to an informative chunk.
@@ -106,8 +107,8 @@ def _encode_image(data: bytes, name: str, ratio, max_bytes, bpp, steps, device, 
         if hasattr(exc, "with_path"):
             raise exc.with_path(name)
         raise
-    raw = h * w * min(c, 3)
-    return blob, (f"{w}x{h}x{min(c, 3)}, ratio {raw / len(blob):.1f}:1, "
+    raw = h * w * coded
+    return blob, (f"{w}x{h}x{coded}, ratio {raw / len(blob):.1f}:1, "
                   f"{8 * len(blob) / (h * w):.4f} bpp{dropped}")
 
 

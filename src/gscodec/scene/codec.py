@@ -203,8 +203,9 @@ def _decode_groups(c: Container, progress: bool):
         raise CorruptError(f"the header declares {h.groups} groups, the file has {len(groups)}")
     # Every group holds at least one payload byte per 64 Gaussians (spec), so a count the
     # file cannot hold is refused before any array of that size is allocated.
-    if h.count > 64 * sum(len(g) for g in groups):
-        raise LimitError(f"the header declares {h.count} Gaussians in {sum(len(g) for g in groups)} bytes of groups")
+    group_bytes = sum(len(g) for g in groups)
+    if h.count > 64 * group_bytes:
+        raise LimitError(f"the header declares {h.count} Gaussians in {group_bytes} bytes of groups")
 
     def gen():
         left = h.count
