@@ -20,12 +20,9 @@ more error) changes their size.
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 
-from gsz_sh_stats import DATA, entropy_bits, nearest
+from gsz_sh_stats import entropy_bits, nearest, scene_args
 
 CHANNELS = (("opacity", 0, 1), ("scale", 1, 3), ("rot", 2, 3), ("dc", 3, 3))  # name, shift index, channels
 
@@ -64,21 +61,14 @@ def coded_bits(ints: dict, shifts: list) -> dict[str, list[float]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scene", default="playbot_lod2", help="PLY path, or a name in shared/data/scenes")
-    ap.add_argument("--quality", default="medium", choices=("low", "medium", "high"))
-    a = ap.parse_args()
-
-    from gscodec.scene import read_ply
     from gscodec.scene.base.group import to_gdiff
     from gscodec.scene.base.params import quality
     from gscodec.scene.codec import encode_base_chunks
 
-    path = Path(a.scene) if a.scene.endswith(".ply") else DATA / f"{a.scene}.ply"
-    scene = read_ply(path, nan_policy="drop")
-    chunks, ints = encode_base_chunks(scene, quality=a.quality, keep_ints=True)
+    scene, label, qname = scene_args(__doc__)
+    chunks, ints = encode_base_chunks(scene, quality=qname, keep_ints=True)
     n = ints["class"].shape[0]
-    caps = quality(a.quality).caps()
+    caps = quality(qname).caps()
     shifts = [np.minimum(ints["class"], c) for c in caps]
     coded = coded_bits(ints, shifts)
     cols = {}
@@ -89,7 +79,7 @@ def main() -> None:
             cols[f"{name} {ch}"] = (v[:, ch] >> shifts[si], coded[name][ch])
     nb = nearest(ints["position"].astype(np.float64), 8)
     size = sum(len(ch.data) for ch in chunks)
-    print(f"{path.stem}, {n} Gaussians, quality {a.quality}, {size / n:.2f} bytes/Gaussian in chunks")
+    print(f"{label}, {n} Gaussians, quality {qname}, {size / n:.2f} bytes/Gaussian in chunks")
     print("| channel | coded | marginal | 8-NN | intra |")
     print("|---|---|---|---|---|")
     for key, (x, bits) in cols.items():

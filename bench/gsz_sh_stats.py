@@ -70,31 +70,36 @@ def morton_order(means: np.ndarray) -> np.ndarray:
     return np.argsort(morton_encode(g), kind="stable")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def scene_args(doc: str):
+    """Parse --scene and --quality for a stats script: (scene, its name, quality name)."""
+    from gscodec.scene import read_ply
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--scene", default="playbot_lod2", help="PLY path, or a name in shared/data/scenes")
     ap.add_argument("--quality", default="medium", choices=("low", "medium", "high"))
     a = ap.parse_args()
+    path = Path(a.scene) if a.scene.endswith(".ply") else DATA / f"{a.scene}.ply"
+    return read_ply(path, nan_policy="drop"), path.stem, a.quality
 
-    from gscodec.scene import read_ply
+
+def main() -> None:
     from gscodec.scene.base.group import precision_classes
     from gscodec.scene.base.importance import importance
     from gscodec.scene.base.params import quality
     from gscodec.scene.base.transform import forward, klt
 
-    path = Path(a.scene) if a.scene.endswith(".ply") else DATA / f"{a.scene}.ply"
-    scene = read_ply(path, nan_policy="drop")
+    scene, name, qname = scene_args(__doc__)
     if scene.sh_degree == 0:
-        print(f"{path.stem} has SH degree 0: no SH rest")
+        print(f"{name} has SH degree 0: no SH rest")
         return
-    q = quality(a.quality)
+    q = quality(qname)
     n = scene.count
     d = scene.sh_rest.shape[1] * 3
     flat = scene.sh_rest.reshape(n, d).astype(np.float64)
     coef = forward(flat, klt(flat))
     cls = precision_classes(importance(scene), q.class_bias)
     cap = q.caps()[4]
-    print(f"{path.stem}, {n} Gaussians, {d} SH rest coefficients, quality {a.quality}")
+    print(f"{name}, {n} Gaussians, {d} SH rest coefficients, quality {qname}")
     print("| class | Gaussians | step | bits/G | error/G | Gaussian bound | gap dB | zeros |")
     print("|---|---|---|---|---|---|---|---|")
     for c in range(int(cls.max()) + 1):
