@@ -70,7 +70,7 @@ def morton_order(means: np.ndarray) -> np.ndarray:
     return np.argsort(morton_encode(g), kind="stable")
 
 
-def scene_args(doc: str):
+def scene_args(doc: str) -> tuple:
     """Parse --scene and --quality for a stats script: (scene, its name, quality name)."""
     from gscodec.scene import read_ply
 
