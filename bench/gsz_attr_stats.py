@@ -82,11 +82,12 @@ def main() -> None:
     print(f"{label}, {n} Gaussians, quality {qname}, {size / n:.2f} bytes/Gaussian in chunks")
     print("| channel | coded | marginal | 8-NN | intra |")
     print("|---|---|---|---|---|")
+    ent = {key: entropy_bits(x) for key, (x, _) in cols.items()}
     for key, (x, bits) in cols.items():
-        h0 = entropy_bits(x)
+        h0 = ent[key]
         pred = np.median(x[nb], axis=1)
         h8 = entropy_bits(np.rint(x - pred).astype(np.int64))
-        mi = max(h0 + entropy_bits(y) - joint_bits(x, y) for k2, (y, _) in cols.items() if k2 != key)
+        mi = max(h0 + ent[k2] - joint_bits(x, y) for k2, (y, _) in cols.items() if k2 != key)
         print(f"| {key} | {bits:.2f} | {h0:.2f} | {h8:.2f} | {mi:.2f} |")
 
 
